@@ -1,0 +1,111 @@
+"""Demarche: open letters from NGO coalitions to heads of state and government."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask
+
+from config import Config, load_config
+
+
+def create_app(config: Config | type[Config] | Mapping[str, Any] | None = None) -> Flask:
+    """Build the application; see ``config.load_config`` for what ``config`` may be."""
+    app = Flask(__name__, instance_relative_config=True, template_folder="../templates", static_folder="../static")
+    settings = load_config(config)
+    app.config.from_mapping(settings.as_dict())
+    register_paths(app)
+    register_logging(app)
+    register_extensions(app)
+    register_clients(app)
+    register_blueprints(app)
+    register_security(app)
+    register_errors(app)
+    register_templates(app)
+    register_commands(app)
+    return app
+
+
+def register_paths(app: Flask) -> None:
+    os.makedirs(app.instance_path, exist_ok=True)
+    if not app.config["DATABASE_URL"]:
+        app.config["DATABASE_URL"] = "sqlite:///" + os.path.join(app.instance_path, "demarche.db")
+    app.config["SQLALCHEMY_DATABASE_URI"] = app.config["DATABASE_URL"]
+    if not app.config["OUTBOX_DIR"]:
+        app.config["OUTBOX_DIR"] = os.path.join(app.instance_path, "outbox")
+
+
+def register_logging(app: Flask) -> None:
+    if not app.debug and not app.testing:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+
+
+def register_extensions(app: Flask) -> None:
+    from campaign.db import configure_engine_options, install_engine_hooks
+    from campaign.extensions import csrf, db, limiter, login_manager, migrate
+
+    configure_engine_options(app)
+    db.init_app(app)
+    with app.app_context():
+        install_engine_hooks(db.engine)
+    migrate.init_app(app, db, directory=os.path.join(os.path.dirname(app.root_path), "migrations"))
+    csrf.init_app(app)
+    login_manager.init_app(app)
+    app.config["RATELIMIT_STORAGE_URI"] = app.config["REDIS_URL"] or "memory://"
+    app.config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
+    limiter.init_app(app)
+
+
+def register_clients(app: Flask) -> None:
+    """Clients for outside services, one set per application."""
+    from campaign.mailings.backends import build_backend
+
+    app.extensions["redis"] = None
+    if app.config["REDIS_URL"]:
+        import redis
+
+        app.extensions["redis"] = redis.Redis.from_url(
+            app.config["REDIS_URL"], socket_connect_timeout=2, socket_timeout=5
+        )
+    app.extensions["mail_backend"] = build_backend(app.config)
+
+
+def register_blueprints(app: Flask) -> None:
+    from campaign.admin import bp as admin_bp
+    from campaign.auth import bp as auth_bp
+    from campaign.auth import users_bp
+    from campaign.mailings import bp as mailings_bp
+    from campaign.main import bp as main_bp
+
+    for blueprint in (main_bp, auth_bp, users_bp, admin_bp, mailings_bp):
+        app.register_blueprint(blueprint)
+
+
+def register_security(app: Flask) -> None:
+    from campaign.security import install_security
+
+    install_security(app)
+
+
+def register_errors(app: Flask) -> None:
+    from campaign.main.errors import install_error_handlers
+
+    install_error_handlers(app)
+
+
+def register_templates(app: Flask) -> None:
+    from campaign.main.templating import install_template_helpers
+
+    install_template_helpers(app)
+
+
+def register_commands(app: Flask) -> None:
+    from campaign.auth.cli import users_cli
+    from campaign.demo import demo_cli
+
+    app.cli.add_command(users_cli)
+    app.cli.add_command(demo_cli)

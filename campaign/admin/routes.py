@@ -1,0 +1,84 @@
+"""The admin dashboard, the coalition's settings and the audit log."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from flask import current_app, flash, redirect, render_template, request, url_for
+from werkzeug.wrappers import Response
+
+from campaign.admin import bp, services
+from campaign.admin.forms import AuditFilterForm, SettingsForm
+from campaign.auth.models import Organisation, User
+from campaign.extensions import db
+from campaign.security import admin_required, staff_required
+
+
+@bp.route("")
+@staff_required
+def dashboard() -> str:
+    counts = {
+        "users": db.session.scalar(sa.select(sa.func.count()).select_from(User)),
+        "organisations": db.session.scalar(sa.select(sa.func.count()).select_from(Organisation)),
+        "members": db.session.scalar(
+            sa.select(sa.func.count()).select_from(Organisation).where(Organisation.member.is_(True))
+        ),
+    }
+    backend = current_app.extensions["mail_backend"].name
+    return render_template(
+        "admin/dashboard.html",
+        counts=counts,
+        backend=backend,
+        redis=bool(current_app.config["REDIS_URL"]),
+        database=db.engine.dialect.name,
+    )
+
+
+@bp.route("/settings", methods=["GET", "POST"])
+@admin_required
+def settings() -> str | Response:
+    current = services.get_settings()
+    form = SettingsForm(obj=current)
+    if form.validate_on_submit():
+        upload = form.logo.data
+        logo = upload.read(current_app.config["LOGO_MAX_BYTES"] + 1) if upload else None
+        data = services.SettingsData(
+            name=form.name.data,
+            letterhead=form.letterhead.data or "",
+            mail_from_name=form.mail_from_name.data or "",
+            mail_from_address=(form.mail_from_address.data or "").strip().lower(),
+            reply_to=(form.reply_to.data or "").strip().lower(),
+            postal_address=form.postal_address.data or "",
+            privacy_notice=form.privacy_notice.data or "",
+        )
+        try:
+            services.update_settings(
+                data, logo=logo, remove_logo=form.remove_logo.data, max_logo=current_app.config["LOGO_MAX_BYTES"]
+            )
+        except services.SettingsError as exc:
+            db.session.rollback()
+            flash(str(exc), "error")
+        else:
+            db.session.commit()
+            flash("Settings saved.", "success")
+            return redirect(url_for("admin.settings"))
+    return render_template("admin/settings.html", form=form, current=current)
+
+
+@bp.route("/audit")
+@staff_required
+def audit_log() -> str:
+    form = AuditFilterForm(request.args)
+    form.action.choices = [("", "Any action")] + [(a, a) for a in services.audit_actions()]
+    form.object_type.choices = [("", "Anything")] + [(t, t) for t in services.audit_object_types()]
+    criteria = services.AuditFilter()
+    if form.validate():
+        criteria = services.AuditFilter(
+            actor=form.actor.data or "",
+            action=form.action.data or "",
+            object_type=form.object_type.data or "",
+            since=form.since.data,
+            until=form.until.data,
+        )
+    page = db.paginate(services.audit_query(criteria), per_page=50, error_out=False)
+    args = {k: v for k, v in request.args.items() if k != "page" and v}
+    return render_template("admin/audit.html", form=form, page=page, args=args)

@@ -1,0 +1,118 @@
+"""The coalition's settings and the audit log queries."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+
+import sqlalchemy as sa
+from flask import g
+
+from campaign import audit
+from campaign.admin.models import CoalitionSettings
+from campaign.audit import AuditEvent
+from campaign.extensions import db
+
+
+class SettingsError(ValueError):
+    """The settings given break a rule; the message is for the admin."""
+
+
+#: Accepted logo formats by their leading bytes.  SVG is refused: it can carry script.
+_LOGO_SIGNATURES = {
+    b"\x89PNG\r\n\x1a\n": "image/png",
+    b"\xff\xd8\xff": "image/jpeg",
+}
+
+
+def get_settings() -> CoalitionSettings:
+    """The settings row, or unsaved defaults before an admin first saves them (cached per request)."""
+    cached = g.get("coalition_settings")
+    if cached is None:
+        cached = db.session.get(CoalitionSettings, 1) or CoalitionSettings(id=1, name="Demarche")
+        g.coalition_settings = cached
+    return cached
+
+
+def logo_mimetype(data: bytes) -> str | None:
+    for signature, mimetype in _LOGO_SIGNATURES.items():
+        if data.startswith(signature):
+            return mimetype
+    return None
+
+
+@dataclass
+class SettingsData:
+    name: str
+    letterhead: str
+    mail_from_name: str
+    mail_from_address: str
+    reply_to: str
+    postal_address: str
+    privacy_notice: str
+
+
+def update_settings(
+    data: SettingsData, logo: bytes | None = None, remove_logo: bool = False, max_logo: int = 512 * 1024
+) -> CoalitionSettings:
+    """Save the settings; a logo must be a PNG or JPEG no larger than ``max_logo`` bytes."""
+    for label, value in (("Sender name", data.mail_from_name), ("Coalition name", data.name)):
+        if "\r" in value or "\n" in value:
+            raise SettingsError(f"{label} must be on one line.")
+    settings = db.session.get(CoalitionSettings, 1)
+    if settings is None:
+        settings = CoalitionSettings(id=1)
+        db.session.add(settings)
+    if logo:
+        if len(logo) > max_logo:
+            raise SettingsError(f"The logo is larger than {max_logo // 1024} KiB.")
+        mimetype = logo_mimetype(logo)
+        if mimetype is None:
+            raise SettingsError("The logo must be a PNG or JPEG image.")
+        settings.logo, settings.logo_mimetype = logo, mimetype
+    elif remove_logo:
+        settings.logo, settings.logo_mimetype = None, None
+    changed = sorted(k for k, v in vars(data).items() if getattr(settings, k) != v)
+    for key, value in vars(data).items():
+        setattr(settings, key, value)
+    db.session.flush()
+    g.coalition_settings = settings
+    audit.record("settings.update", settings, "Updated coalition settings", fields=changed, logo=bool(logo))
+    return settings
+
+
+@dataclass
+class AuditFilter:
+    actor: str = ""
+    action: str = ""
+    object_type: str = ""
+    since: date | None = None
+    until: date | None = None
+
+
+def audit_query(f: AuditFilter) -> sa.Select:
+    query = sa.select(AuditEvent).order_by(AuditEvent.created_at.desc(), AuditEvent.id.desc())
+    if f.actor:
+        query = query.where(AuditEvent.actor_email.ilike(f"%{_escape_like(f.actor)}%", escape="\\"))
+    if f.action:
+        query = query.where(AuditEvent.action.startswith(f.action, autoescape=True))
+    if f.object_type:
+        query = query.where(AuditEvent.object_type == f.object_type)
+    if f.since:
+        query = query.where(AuditEvent.created_at >= datetime.combine(f.since, time(), UTC))
+    if f.until:
+        query = query.where(AuditEvent.created_at < datetime.combine(f.until + timedelta(days=1), time(), UTC))
+    return query
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def audit_actions() -> list[str]:
+    return list(db.session.scalars(sa.select(AuditEvent.action).distinct().order_by(AuditEvent.action)))
+
+
+def audit_object_types() -> list[str]:
+    query = sa.select(AuditEvent.object_type).where(AuditEvent.object_type.is_not(None))
+    return list(db.session.scalars(query.distinct().order_by(AuditEvent.object_type)))

@@ -1,0 +1,91 @@
+"""``flask demo load``: a small fictional coalition to explore the product with.
+
+Safe to run again: what exists is left as it is.  Each domain adds its part here.
+"""
+
+from __future__ import annotations
+
+import click
+import pyotp
+from flask.cli import AppGroup
+
+from campaign.admin.services import SettingsData, get_settings, update_settings
+from campaign.auth import services, twofactor
+from campaign.auth.models import Organisation, User
+from campaign.extensions import db
+
+demo_cli = AppGroup("demo", help="Demonstration data.")
+
+DEMO_PASSWORD = "demarche-demo-2026"  # noqa: S105 - printed for the demo
+
+SETTINGS = SettingsData(
+    name="Civilian Shield Coalition",
+    letterhead="Civilian Shield Coalition\nRue des Pâquis 12, 1201 Geneva, Switzerland\ncivilian-shield.example.org",
+    mail_from_name="Civilian Shield Coalition",
+    mail_from_address="secretariat@civilian-shield.example.org",
+    reply_to="secretariat@civilian-shield.example.org",
+    postal_address="Civilian Shield Coalition, Rue des Pâquis 12, 1201 Geneva, Switzerland",
+    privacy_notice=(
+        "We use your email address only to send the alerts you chose. You can change your choices, "
+        "export your data or unsubscribe at any time from the link in every alert."
+    ),
+)
+
+# (name, country, website, member)
+ORGANISATIONS = [
+    ("Observatorio de Protección Civil", "MX", "https://opc.example.org", True),
+    ("Sahel Human Security Network", "SN", "https://shsn.example.org", True),
+    ("Nordic Atrocity Prevention Forum", "NO", "https://napf.example.org", True),
+    ("Centre Africain pour la Paix et la Justice", "CM", "https://capj.example.org", True),
+    ("Asia-Pacific Protection Initiative", "PH", "https://appi.example.org", True),
+    ("Levant Civil Rights Monitor", "JO", "https://lcrm.example.org", True),
+    ("Andean Peace Institute", "PE", "https://api-andes.example.org", False),
+    ("Baltic Humanitarian Law Society", "LT", "https://bhls.example.org", False),
+]
+
+# (email, name, role, organisation slug or None)
+USERS = [
+    ("admin@civilian-shield.example.org", "Amina Diallo", "admin", None),
+    ("coordinator@civilian-shield.example.org", "Jonas Lindqvist", "coordinator", None),
+    ("reviewer@civilian-shield.example.org", "Mei Tanaka", "coordinator", None),
+    ("member@opc.example.org", "Lucía Hernández", "member", "observatorio-de-proteccion-civil"),
+]
+
+
+def load_accounts() -> list[tuple[User, str | None]]:
+    if db.session.get(type(get_settings()), 1) is None:
+        update_settings(SETTINGS)
+    for name, country, website, member in ORGANISATIONS:
+        if (
+            db.session.scalar(
+                db.select(Organisation).where(Organisation.name_key == services.organisation_name_key(name))
+            )
+            is None
+        ):
+            services.create_organisation(services.OrganisationData(name, country, website, member))
+    accounts = []
+    for email, name, role, org_slug in USERS:
+        user = services.get_user_by_email(email)
+        if user is None:
+            org = services.get_organisation_by_slug(org_slug) if org_slug else None
+            user = services.create_user(email, name, role, org, password=DEMO_PASSWORD)
+        if user.needs_two_factor and not user.two_factor_enabled:
+            twofactor.enable(user, twofactor.new_secret())
+        accounts.append((user, user.totp_secret))
+    return accounts
+
+
+@demo_cli.command("load")
+def load() -> None:
+    """Load the demo coalition (again, harmlessly, if it is there)."""
+    accounts = load_accounts()
+    db.session.commit()
+    click.echo("Demo data loaded. Sign in at /login with these accounts:")
+    click.echo(f"  password for all: {DEMO_PASSWORD}")
+    for user, secret in accounts:
+        line = f"  {user.role:<12} {user.email}"
+        if secret:
+            line += f"  (two-factor secret {secret}; current code {pyotp.TOTP(secret).now()})"
+        click.echo(line)
+    click.echo("Admins and coordinators sign in with a code from an authenticator app holding the secret,")
+    click.echo("or run: .venv/bin/python -c \"import pyotp; print(pyotp.TOTP('SECRET').now())\"")

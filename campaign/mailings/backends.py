@@ -1,0 +1,144 @@
+"""Mail backends behind one small interface: ``send(message) -> SendResult``.
+
+``outbox`` writes each message as an ``.eml`` file under ``instance/outbox/``.
+Every backend builds the same RFC 5322 message with ``build_mime``, which refuses
+CR or LF in anything that reaches a header and encodes non-ASCII names.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from email import policy
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime, getaddresses, make_msgid, parseaddr
+from pathlib import Path
+from typing import Any, Protocol
+
+from campaign.db import utcnow
+
+
+class HeaderInjectionError(ValueError):
+    """A header value carried a line break."""
+
+
+@dataclass(frozen=True)
+class Attachment:
+    filename: str
+    content: bytes
+    mimetype: str = "application/octet-stream"
+
+
+@dataclass(frozen=True)
+class Message:
+    to: list[str]
+    subject: str
+    text: str
+    html: str | None = None
+    sender: str = ""
+    reply_to: str | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    attachments: list[Attachment] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class SendResult:
+    """What a backend reports: a message id, or an error and whether to retry."""
+
+    ok: bool
+    message_id: str | None = None
+    error: str | None = None
+    retryable: bool = False
+
+
+class MailBackend(Protocol):
+    name: str
+
+    def send(self, message: Message) -> SendResult: ...
+
+
+def _clean(value: str, what: str) -> str:
+    if "\r" in value or "\n" in value:
+        raise HeaderInjectionError(f"line break in {what}")
+    return value
+
+
+def _address(raw: str) -> Address:
+    name, addr = parseaddr(_clean(raw, "an address"))
+    if "@" not in addr:
+        raise ValueError(f"not an email address: {raw!r}")
+    local, _, domain = addr.rpartition("@")
+    return Address(display_name=name, username=local, domain=domain)
+
+
+def build_mime(message: Message, domain: str = "demarche.invalid") -> EmailMessage:
+    """The message as MIME, with a Message-ID and Date; header values are checked."""
+    mime = EmailMessage(policy=policy.SMTP)
+    mime["Subject"] = _clean(message.subject, "the subject")
+    mime["From"] = _address(message.sender)
+    mime["To"] = [_address(addr) for addr in message.to]
+    if message.reply_to:
+        mime["Reply-To"] = _address(message.reply_to)
+    mime["Date"] = format_datetime(utcnow())
+    mime["Message-ID"] = make_msgid(idstring=secrets.token_hex(8), domain=domain)
+    for name, value in message.headers.items():
+        mime[_clean(name, "a header name")] = _clean(value, f"the {name} header")
+    mime.set_content(message.text)
+    if message.html is not None:
+        mime.add_alternative(message.html, subtype="html")
+    for attachment in message.attachments:
+        maintype, _, subtype = attachment.mimetype.partition("/")
+        mime.add_attachment(
+            attachment.content,
+            maintype=maintype,
+            subtype=subtype,
+            filename=_clean(attachment.filename, "an attachment name"),
+        )
+    return mime
+
+
+class OutboxBackend:
+    """Writes every message to a folder; nothing leaves the machine."""
+
+    name = "outbox"
+    FILENAME = re.compile(r"^[0-9]{8}T[0-9]{6}-[0-9a-f]{12}\.eml$")
+
+    def __init__(self, directory: str) -> None:
+        self.directory = Path(directory)
+
+    def send(self, message: Message) -> SendResult:
+        mime = build_mime(message)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        stamp = utcnow().strftime("%Y%m%dT%H%M%S")
+        path = self.directory / f"{stamp}-{secrets.token_hex(6)}.eml"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(mime.as_bytes())
+        os.replace(tmp, path)
+        return SendResult(ok=True, message_id=path.name)
+
+    def path_for(self, name: str) -> Path | None:
+        """The stored message called ``name``, or None for any other name."""
+        if not self.FILENAME.match(name):
+            return None
+        path = self.directory / name
+        return path if path.is_file() else None
+
+    def names(self) -> list[str]:
+        if not self.directory.is_dir():
+            return []
+        return sorted((p.name for p in self.directory.iterdir() if self.FILENAME.match(p.name)), reverse=True)
+
+
+def build_backend(config: Mapping[str, Any]) -> MailBackend:
+    name = config["MAIL_BACKEND"]
+    if name == "outbox":
+        return OutboxBackend(config["OUTBOX_DIR"])
+    raise ValueError(f"unknown mail backend {name!r}")
+
+
+def recipients_of(mime: EmailMessage) -> list[str]:
+    return [addr for _, addr in getaddresses(mime.get_all("To", []))]

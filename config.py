@@ -1,0 +1,169 @@
+"""Configuration classes.
+
+Each class reads the environment once, when it is instantiated by
+``campaign.create_app``; a setting in the environment overrides the class default
+in every configuration.  ``APP_ENV`` picks the class.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+
+def _bool(value: str) -> bool:
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def normalise_database_url(url: str) -> str:
+    """Accept the URL forms hosting platforms hand out and use the psycopg 3 driver."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+class ConfigurationError(RuntimeError):
+    """The configuration cannot run safely."""
+
+
+class Config:
+    """Settings shared by every environment."""
+
+    APP_ENV: ClassVar[str] = "development"
+
+    SECRET_KEY: str | None = "dev-only-secret-key-change-me"  # noqa: S105 - development only
+    DATABASE_URL: str | None = None  # SQLite under instance/ when unset
+    REDIS_URL: str | None = None
+    MAIL_BACKEND: str = "outbox"
+    MAIL_FROM: str = "Demarche <no-reply@demarche.invalid>"
+    OUTBOX_DIR: str | None = None  # instance/outbox when unset
+    SITE_URL: str = "http://127.0.0.1:5000"
+    SMTP_HOST: str = "localhost"
+    SMTP_PORT: int = 25
+    SMTP_USERNAME: str | None = None
+    SMTP_PASSWORD: str | None = None
+    SMTP_TLS: str = "none"  # none | starttls | ssl
+    MAX_CONTENT_LENGTH: int = 8 * 1024 * 1024
+    LOGO_MAX_BYTES: int = 512 * 1024
+    PASSWORD_RESET_MAX_AGE: int = 3600
+    INVITATION_MAX_AGE: int = 7 * 24 * 3600
+    LOGIN_RATE_LIMIT: str = "10 per minute;60 per hour"
+    RATELIMIT_ENABLED: bool = True
+    ARGON2_TIME_COST: int = 3
+    ARGON2_MEMORY_COST: int = 65536
+    TWO_FACTOR_ISSUER: str = "Demarche"
+
+    SESSION_COOKIE_HTTPONLY: bool = True
+    SESSION_COOKIE_SAMESITE: str = "Lax"
+    SESSION_COOKIE_SECURE: bool = False
+    REMEMBER_COOKIE_HTTPONLY: bool = True
+    REMEMBER_COOKIE_SAMESITE: str = "Lax"
+    REMEMBER_COOKIE_SECURE: bool = False
+    PREFERRED_URL_SCHEME: str = "http"
+    HSTS: bool = False
+
+    TESTING: bool = False
+    DEBUG: bool = False
+    WTF_CSRF_ENABLED: bool = True
+    WTF_CSRF_TIME_LIMIT: int | None = None  # valid for the session's lifetime
+
+    # Settings read from the environment, with the parser for each.
+    ENVIRONMENT: ClassVar[dict[str, Any]] = {
+        "SECRET_KEY": str,
+        "DATABASE_URL": normalise_database_url,
+        "REDIS_URL": str,
+        "MAIL_BACKEND": str,
+        "MAIL_FROM": str,
+        "OUTBOX_DIR": str,
+        "SITE_URL": lambda v: v.rstrip("/"),
+        "SMTP_HOST": str,
+        "SMTP_PORT": int,
+        "SMTP_USERNAME": str,
+        "SMTP_PASSWORD": str,
+        "SMTP_TLS": str,
+        "MAX_CONTENT_LENGTH": int,
+        "LOGIN_RATE_LIMIT": str,
+        "RATELIMIT_ENABLED": _bool,
+        "SESSION_COOKIE_SECURE": _bool,
+    }
+
+    def __init__(self, overrides: Mapping[str, Any] | None = None) -> None:
+        for name, parse in self.ENVIRONMENT.items():
+            raw = os.environ.get(name)
+            if raw not in (None, ""):
+                setattr(self, name, parse(raw))
+        for name, value in (overrides or {}).items():
+            setattr(self, name, value)
+
+    def validate(self) -> None:
+        """Refuse settings that cannot run; development accepts everything."""
+        if self.MAIL_BACKEND not in {"outbox", "smtp"}:
+            raise ConfigurationError(f"MAIL_BACKEND must be outbox or smtp, not {self.MAIL_BACKEND!r}")
+        if self.SMTP_TLS not in {"none", "starttls", "ssl"}:
+            raise ConfigurationError("SMTP_TLS must be none, starttls or ssl")
+
+    def as_dict(self) -> dict[str, Any]:
+        names = {n for klass in type(self).__mro__ for n in vars(klass) if n.isupper()}
+        names |= {n for n in vars(self) if n.isupper()}
+        return {n: getattr(self, n) for n in names if n != "ENVIRONMENT"}
+
+
+class DevelopmentConfig(Config):
+    APP_ENV = "development"
+    DEBUG = False
+
+
+class TestingConfig(Config):
+    APP_ENV = "testing"
+    TESTING = True
+    SECRET_KEY = "testing-secret-key"  # noqa: S105
+    RATELIMIT_ENABLED = False
+    ARGON2_TIME_COST = 1
+    ARGON2_MEMORY_COST = 1024
+    SITE_URL = "http://localhost"
+
+
+class ProductionConfig(Config):
+    APP_ENV = "production"
+    SECRET_KEY = None
+    SESSION_COOKIE_SECURE = True
+    REMEMBER_COOKIE_SECURE = True
+    PREFERRED_URL_SCHEME = "https"
+    HSTS = True
+
+    def validate(self) -> None:
+        super().validate()
+        missing = [name for name in ("SECRET_KEY", "DATABASE_URL") if not getattr(self, name)]
+        if missing:
+            raise ConfigurationError("APP_ENV=production needs " + " and ".join(missing) + " in the environment")
+
+
+CONFIGS: dict[str, type[Config]] = {
+    "development": DevelopmentConfig,
+    "testing": TestingConfig,
+    "production": ProductionConfig,
+}
+
+
+def load_config(config: Config | type[Config] | Mapping[str, Any] | None = None) -> Config:
+    """Build the configuration for ``create_app``.
+
+    ``config`` may be a ready ``Config``, a ``Config`` class, or a mapping of
+    overrides; with a mapping (or nothing) ``APP_ENV`` (from the mapping, else the
+    environment) chooses the class.
+    """
+    if isinstance(config, Config):
+        result = config
+    elif isinstance(config, type) and issubclass(config, Config):
+        result = config()
+    else:
+        overrides = dict(config or {})
+        env = overrides.get("APP_ENV") or os.environ.get("APP_ENV") or "development"
+        if env not in CONFIGS:
+            raise ConfigurationError(f"APP_ENV must be one of {', '.join(CONFIGS)}, not {env!r}")
+        overrides.pop("APP_ENV", None)
+        result = CONFIGS[env](overrides)
+    result.validate()
+    return result
