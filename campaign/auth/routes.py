@@ -197,7 +197,7 @@ def account() -> str | Response:
             else:
                 audit.record("user.password_changed", current_user, f"{current_user.email} changed password")
                 db.session.commit()
-                login_user(current_user)  # the session token rotated
+                login_user(current_user._get_current_object())  # the session token rotated
                 flash("Password changed. Other sessions are signed out.", "success")
                 return redirect(url_for("auth.account"))
     remaining = twofactor.remaining_recovery_codes(current_user) if current_user.two_factor_enabled else 0

@@ -1,0 +1,160 @@
+import pyotp
+import pytest
+import sqlalchemy as sa
+
+from campaign.auth.models import RecoveryCode, User
+from campaign.extensions import db
+from tests import factories
+
+
+def test_member_signs_in_with_password_alone(client, auth, member):
+    auth.login(member)
+    page = client.get("/").get_data(as_text=True)
+    assert "Signed in as" in page
+    assert "Dashboard" not in page
+
+
+@pytest.mark.parametrize(
+    ("email", "password"),
+    [
+        ("nobody@example.org", factories.PASSWORD),
+        ("{member}", "wrong password entirely"),
+        ("{member}", ""),
+        ("not-an-email", "x"),
+        ("{member}\r\nBcc: x@example.org", factories.PASSWORD),
+    ],
+)
+def test_bad_credentials_are_refused_alike(client, member, email, password):
+    response = client.post("/login", data={"email": email.format(member=member.email), "password": password})
+    assert response.status_code in (200, 401)
+    assert "_user_id" not in client.get_cookie("session").value if client.get_cookie("session") else True
+    assert "Signed in as" not in client.get("/").get_data(as_text=True)
+
+
+def test_email_is_case_insensitive(client, member):
+    response = client.post("/login", data={"email": member.email.upper(), "password": factories.PASSWORD})
+    assert response.status_code == 302
+
+
+def test_inactive_user_cannot_sign_in(app, client, member):
+    with app.app_context():
+        db.session.execute(sa.update(User).where(User.id == member.id).values(active=False))
+        db.session.commit()
+    response = client.post("/login", data={"email": member.email, "password": factories.PASSWORD})
+    assert response.status_code == 401
+
+
+def test_admin_needs_second_factor(client, admin):
+    response = client.post("/login", data={"email": admin.email, "password": factories.PASSWORD})
+    assert response.headers["Location"] == "/login/two-factor"
+    assert client.get("/admin/users").status_code == 302  # not signed in yet
+    bad = client.post("/login/two-factor", data={"code": "000000"})
+    assert bad.status_code == 401
+    good = client.post("/login/two-factor", data={"code": pyotp.TOTP(admin.totp_secret).now()})
+    assert good.status_code == 302
+    assert client.get("/admin/users").status_code == 200
+
+
+def test_totp_code_cannot_be_replayed(client, admin):
+    code = pyotp.TOTP(admin.totp_secret).now()
+    client.post("/login", data={"email": admin.email, "password": factories.PASSWORD})
+    assert client.post("/login/two-factor", data={"code": code}).status_code == 302
+    client.post("/logout")
+    client.post("/login", data={"email": admin.email, "password": factories.PASSWORD})
+    assert client.post("/login/two-factor", data={"code": code}).status_code == 401
+
+
+def test_first_sign_in_enrols_two_factor_and_shows_recovery_codes(app, client, make_account):
+    coordinator = make_account("coordinator", two_factor=False)
+    response = client.post("/login", data={"email": coordinator.email, "password": factories.PASSWORD})
+    assert response.headers["Location"] == "/login/two-factor/setup"
+    page = client.get("/login/two-factor/setup").get_data(as_text=True)
+    assert "<svg" in page
+    with client.session_transaction() as session:
+        secret = session["2fa_secret"]
+    assert client.post("/login/two-factor/setup", data={"code": "123456"}).status_code == 200
+    response = client.post("/login/two-factor/setup", data={"code": pyotp.TOTP(secret).now()})
+    assert response.headers["Location"] == "/account/recovery-codes"
+    codes_page = client.get("/account/recovery-codes").get_data(as_text=True)
+    assert codes_page.count("<li>") >= 10
+    # shown once only
+    assert client.get("/account/recovery-codes").status_code == 302
+    with app.app_context():
+        user = db.session.get(User, coordinator.id)
+        assert user.two_factor_enabled
+        assert db.session.scalar(sa.select(sa.func.count()).select_from(RecoveryCode)) == 10
+
+
+def test_recovery_code_works_once(app, client, make_account):
+    account = make_account("admin")
+    with app.app_context():
+        from campaign.auth import twofactor
+
+        codes = twofactor.generate_recovery_codes(db.session.get(User, account.id))
+        db.session.commit()
+    for expected in (302, 401):
+        client.post("/logout")
+        client.post("/login", data={"email": account.email, "password": factories.PASSWORD})
+        response = client.post("/login/two-factor", data={"code": codes[0].upper()})
+        assert response.status_code == expected
+
+
+def test_pending_second_factor_expires(client, admin, monkeypatch):
+    import campaign.auth.routes as routes
+
+    client.post("/login", data={"email": admin.email, "password": factories.PASSWORD})
+    monkeypatch.setattr(routes, "PENDING_SECONDS", -1)
+    response = client.post("/login/two-factor", data={"code": pyotp.TOTP(admin.totp_secret).now()})
+    assert response.headers["Location"] == "/login"
+
+
+@pytest.mark.parametrize(
+    ("next_url", "expected"),
+    [("/admin/users", "/admin/users"), ("//evil.example/x", "/"), ("https://evil.example/", "/"), ("/\\evil", "/")],
+)
+def test_next_only_goes_to_this_site(client, make_account, next_url, expected):
+    account = make_account("member")
+    response = client.post(
+        "/login", query_string={"next": next_url}, data={"email": account.email, "password": factories.PASSWORD}
+    )
+    assert response.headers["Location"] == expected
+
+
+def test_logout_needs_post(client, auth, member):
+    auth.login(member)
+    assert client.get("/logout").status_code == 200
+    assert "Signed in as" in client.get("/").get_data(as_text=True)
+    client.post("/logout")
+    assert "Signed in as" not in client.get("/").get_data(as_text=True)
+
+
+def test_login_is_rate_limited(tmp_path):
+    from campaign import create_app
+    from tests.conftest import reset_schema, settings_for_tests
+
+    app = create_app(
+        settings_for_tests(
+            tmp_path,
+            DATABASE_URL=f"sqlite:///{tmp_path / 'rl.db'}",
+            RATELIMIT_ENABLED=True,
+            REDIS_URL=None,
+            LOGIN_RATE_LIMIT="3 per minute",
+        )
+    )
+    reset_schema(app)
+    client = app.test_client()
+    statuses = [client.post("/login", data={"email": "a@example.org", "password": "x"}).status_code for _ in range(4)]
+    assert statuses == [401, 401, 401, 429]
+    with app.app_context():
+        db.engine.dispose()
+
+
+def test_changing_password_signs_out_other_sessions(app, auth, client, member):
+    other = app.test_client()
+    auth.login(member)
+    other.post("/login", data={"email": member.email, "password": factories.PASSWORD})
+    new = "a brand new passphrase here"
+    response = client.post("/account", data={"current": factories.PASSWORD, "password": new, "confirm": new})
+    assert response.status_code == 302
+    assert "Signed in as" in client.get("/").get_data(as_text=True)
+    assert "Signed in as" not in other.get("/").get_data(as_text=True)
