@@ -166,3 +166,31 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             red=True,
         )
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.fixture
+def limited_app(app: Flask, tmp_path: Path) -> Iterator[Callable[..., Flask]]:
+    """Build apps with rate limits on (own SQLite database, in-memory counters).
+
+    Flask-Limiter keeps its state on the one ``limiter`` object, so the session's
+    app is re-registered afterwards to switch limits off again.
+    """
+    from campaign.extensions import limiter
+
+    built: list[Flask] = []
+
+    def build(**overrides: object) -> Flask:
+        settings = settings_for_tests(
+            tmp_path, DATABASE_URL=f"sqlite:///{tmp_path / f'limited{len(built)}.db'}", REDIS_URL=None
+        )
+        settings.update(RATELIMIT_ENABLED=True, **overrides)
+        limited = create_app(settings)
+        reset_schema(limited)
+        built.append(limited)
+        return limited
+
+    yield build
+    for limited in built:
+        with limited.app_context():
+            db.engine.dispose()
+    limiter.init_app(app)

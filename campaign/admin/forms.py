@@ -3,7 +3,7 @@ from flask_wtf.file import FileAllowed, FileField
 from wtforms import BooleanField, DateField, EmailField, SelectField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Email, Length, Optional
 
-from campaign.auth.forms import no_line_breaks
+from campaign.forms import no_line_breaks
 
 
 class SettingsForm(FlaskForm):

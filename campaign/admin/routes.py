@@ -10,6 +10,7 @@ from campaign.admin import bp, services
 from campaign.admin.forms import AuditFilterForm, SettingsForm
 from campaign.auth.models import Organisation, User
 from campaign.extensions import db
+from campaign.forms import choices
 from campaign.security import admin_required, staff_required
 
 
@@ -68,8 +69,8 @@ def settings() -> str | Response:
 @staff_required
 def audit_log() -> str:
     form = AuditFilterForm(request.args)
-    form.action.choices = [("", "Any action")] + [(a, a) for a in services.audit_actions()]
-    form.object_type.choices = [("", "Anything")] + [(t, t) for t in services.audit_object_types()]
+    form.action.choices = choices([("", "Any action"), *((a, a) for a in services.audit_actions())])
+    form.object_type.choices = choices([("", "Anything"), *((t, t) for t in services.audit_object_types())])
     criteria = services.AuditFilter()
     if form.validate():
         criteria = services.AuditFilter(

@@ -12,7 +12,8 @@ from campaign.auth import services, twofactor, users_bp
 from campaign.auth.forms import ConfirmForm, OrganisationForm, UserForm
 from campaign.auth.models import Organisation, Role, User
 from campaign.extensions import db
-from campaign.mailings.services import send_template
+from campaign.forms import choices
+from campaign.mailings.services import external_url, send_template
 from campaign.security import admin_required
 
 PER_PAGE = 50
@@ -20,11 +21,11 @@ PER_PAGE = 50
 
 def _organisation_choices() -> list[tuple[str, str]]:
     orgs = db.session.execute(sa.select(Organisation.id, Organisation.name).order_by(Organisation.name))
-    return [("", "— none —")] + [(str(org_id), name) for org_id, name in orgs]
+    return choices([("", "— none —"), *((str(org_id), name) for org_id, name in orgs)])
 
 
 def _send_invitation(user: User) -> None:
-    link = url_for("auth.reset_password", token=services.password_token(user, "invite"), _external=True)
+    link = external_url("auth.reset_password", token=services.password_token(user, "invite"))
     send_template(user.email, "Your Demarche account", "invitation", user=user, link=link)
 
 
@@ -155,7 +156,7 @@ def _organisation_data(form: OrganisationForm) -> services.OrganisationData:
 @admin_required
 def new_organisation() -> str | Response:
     form = OrganisationForm()
-    form.country.choices = [("", "— choose —"), *services.country_choices()]
+    form.country.choices = choices([("", "— choose —"), *services.country_choices()])
     if form.validate_on_submit():
         try:
             org = services.create_organisation(_organisation_data(form))
@@ -173,7 +174,7 @@ def new_organisation() -> str | Response:
 def edit_organisation(slug: str) -> str | Response:
     org = services.get_organisation_by_slug(slug) or abort(404)
     form = OrganisationForm(obj=org)
-    form.country.choices = services.country_choices()
+    form.country.choices = choices(services.country_choices())
     if form.validate_on_submit():
         try:
             services.update_organisation(org, _organisation_data(form))

@@ -2,9 +2,9 @@ from flask_wtf import FlaskForm
 from wtforms import BooleanField, EmailField, PasswordField, SelectField, StringField, URLField
 from wtforms.validators import URL, DataRequired, Email, EqualTo, Length, Optional, Regexp
 
+from campaign.auth.models import Role
 from campaign.auth.passwords import MIN_PASSWORD_LENGTH
-
-no_line_breaks = Regexp(r"^[^\r\n]*$", message="Use a single line.")
+from campaign.forms import choices, no_line_breaks
 
 
 class LoginForm(FlaskForm):
@@ -71,7 +71,7 @@ class OrganisationForm(FlaskForm):
 class UserForm(FlaskForm):
     email = EmailField("Email", validators=[DataRequired(), Email(check_deliverability=False), Length(max=254)])
     name = StringField("Name", validators=[DataRequired(), Length(max=200), no_line_breaks])
-    role = SelectField("Role", choices=[("member", "Member"), ("coordinator", "Coordinator"), ("admin", "Admin")])
+    role = SelectField("Role", choices=choices((r.value, r.label) for r in Role))
     organisation = SelectField(
         "Organisation", description="Required for members: the organisation they sign for.", validate_choice=False
     )

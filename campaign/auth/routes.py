@@ -22,7 +22,7 @@ from campaign.auth.forms import (
 from campaign.auth.models import User
 from campaign.auth.passwords import verify_password
 from campaign.extensions import db, limiter
-from campaign.mailings.services import send_template
+from campaign.mailings.services import external_url, send_template
 
 PENDING_SECONDS = 600
 
@@ -153,7 +153,7 @@ def forgot_password() -> str | Response:
     if form.validate_on_submit():
         user = services.get_user_by_email(form.email.data)
         if user is not None and user.active:
-            link = url_for("auth.reset_password", token=services.password_token(user, "reset"), _external=True)
+            link = external_url("auth.reset_password", token=services.password_token(user, "reset"))
             send_template(user.email, "Reset your password", "password_reset", user=user, link=link)
         flash("If that address has an account, a link to choose a new password is on its way.", "info")
         return redirect(url_for("auth.login"))

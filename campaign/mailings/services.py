@@ -4,10 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import current_app, render_template
+from flask import current_app, render_template, url_for
 
 from campaign.admin.services import get_settings
 from campaign.mailings.backends import Message, SendResult
+
+
+def external_url(endpoint: str, **values: Any) -> str:
+    """An absolute link for an email, built on ``SITE_URL``, never on the request's Host header."""
+    return current_app.config["SITE_URL"] + url_for(endpoint, **values)
 
 
 def sender_address() -> tuple[str, str | None]:

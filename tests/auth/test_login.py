@@ -128,25 +128,10 @@ def test_logout_needs_post(client, auth, member):
     assert "Signed in as" not in client.get("/").get_data(as_text=True)
 
 
-def test_login_is_rate_limited(tmp_path):
-    from campaign import create_app
-    from tests.conftest import reset_schema, settings_for_tests
-
-    app = create_app(
-        settings_for_tests(
-            tmp_path,
-            DATABASE_URL=f"sqlite:///{tmp_path / 'rl.db'}",
-            RATELIMIT_ENABLED=True,
-            REDIS_URL=None,
-            LOGIN_RATE_LIMIT="3 per minute",
-        )
-    )
-    reset_schema(app)
-    client = app.test_client()
+def test_login_is_rate_limited(limited_app):
+    client = limited_app(LOGIN_RATE_LIMIT="3 per minute").test_client()
     statuses = [client.post("/login", data={"email": "a@example.org", "password": "x"}).status_code for _ in range(4)]
     assert statuses == [401, 401, 401, 429]
-    with app.app_context():
-        db.engine.dispose()
 
 
 def test_changing_password_signs_out_other_sessions(app, auth, client, member):

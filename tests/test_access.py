@@ -1,0 +1,89 @@
+"""Every route checks its role: the whole URL map, for every role.
+
+A route missing from ACCESS fails ``test_every_route_has_an_entry``: decide who
+may reach it before it ships.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+PUBLIC, SIGNED_IN, STAFF, ADMIN = "public", "signed-in", "staff", "admin"
+ROLES = ("anonymous", "member", "coordinator", "admin")
+ALLOWED = {
+    PUBLIC: set(ROLES),
+    SIGNED_IN: {"member", "coordinator", "admin"},
+    STAFF: {"coordinator", "admin"},
+    ADMIN: {"admin"},
+}
+
+ACCESS = {
+    "static": PUBLIC,
+    "main.index": PUBLIC,
+    "main.logo": PUBLIC,
+    "main.healthz": PUBLIC,
+    "auth.login": PUBLIC,
+    "auth.two_factor": PUBLIC,
+    "auth.two_factor_setup": PUBLIC,
+    "auth.logout": PUBLIC,
+    "auth.forgot_password": PUBLIC,
+    "auth.reset_password": PUBLIC,
+    "auth.account": SIGNED_IN,
+    "auth.recovery_codes": SIGNED_IN,
+    "auth.regenerate_recovery_codes": SIGNED_IN,
+    "admin.dashboard": STAFF,
+    "admin.audit_log": STAFF,
+    "admin.settings": ADMIN,
+    "users.users": ADMIN,
+    "users.new_user": ADMIN,
+    "users.edit_user": ADMIN,
+    "users.invite_user": ADMIN,
+    "users.reset_two_factor": ADMIN,
+    "users.organisations": ADMIN,
+    "users.new_organisation": ADMIN,
+    "users.edit_organisation": ADMIN,
+    "mailings.outbox": ADMIN,
+    "mailings.outbox_message": ADMIN,
+    "mailings.outbox_html": ADMIN,
+}
+
+
+def test_every_route_has_an_entry(app):
+    endpoints = {rule.endpoint for rule in app.url_map.iter_rules()}
+    assert endpoints - ACCESS.keys() == set(), "routes without an access entry"
+    assert ACCESS.keys() - endpoints == set(), "entries for routes that no longer exist"
+
+
+def _sample_values(accounts: dict) -> dict[str, object]:
+    return {
+        "filename": "css/app.css",
+        "user_id": accounts["member"].id,
+        "slug": accounts["member"].organisation_slug,
+        "name": "20260101T000000-000000000000.eml",
+        "token": "not-a-valid-token",
+    }
+
+
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("endpoint", sorted(ACCESS))
+def test_route_checks_role(app, client, auth, make_account, endpoint, role):
+    accounts = {r: make_account(r) for r in ("member", "coordinator", "admin")}
+    if role != "anonymous":
+        auth.login(accounts[role])
+    values = _sample_values(accounts)
+    for rule in app.url_map.iter_rules(endpoint):
+        url = rule.build({arg: values[arg] for arg in rule.arguments}, append_unknown=False)[1]
+        method = "GET" if "GET" in rule.methods else "POST"
+        response = client.open(url, method=method)
+        response.close()
+        where = f"{method} {url} as {role}"
+        assert response.status_code < 500, where
+        login_redirect = response.status_code == 302 and response.headers["Location"].startswith("/login")
+        if ACCESS[endpoint] == PUBLIC:
+            assert response.status_code != 403, where
+        elif role in ALLOWED[ACCESS[endpoint]]:
+            assert response.status_code != 403 and not login_redirect, where
+        elif role == "anonymous":
+            assert login_redirect, where
+        else:
+            assert response.status_code == 403, where
