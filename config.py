@@ -45,6 +45,9 @@ class Config:
     SMTP_USERNAME: str | None = None
     SMTP_PASSWORD: str | None = None
     SMTP_TLS: str = "none"  # none | starttls | ssl
+    SMTP_TIMEOUT: float = 30.0
+    SMTP_CA_FILE: str | None = None  # extra CA bundle for the SMTP server's certificate
+    QUEUE_MODE: str = "auto"  # auto | inline | redis
     MAX_CONTENT_LENGTH: int = 8 * 1024 * 1024
     LOGO_MAX_BYTES: int = 512 * 1024
     PASSWORD_RESET_MAX_AGE: int = 3600
@@ -83,6 +86,9 @@ class Config:
         "SMTP_USERNAME": str,
         "SMTP_PASSWORD": str,
         "SMTP_TLS": str,
+        "SMTP_TIMEOUT": float,
+        "SMTP_CA_FILE": str,
+        "QUEUE_MODE": str,
         "MAX_CONTENT_LENGTH": int,
         "LOGIN_RATE_LIMIT": str,
         "RATELIMIT_ENABLED": _bool,
@@ -93,7 +99,10 @@ class Config:
         for name, parse in self.ENVIRONMENT.items():
             raw = os.environ.get(name)
             if raw not in (None, ""):
-                setattr(self, name, parse(raw))
+                try:
+                    setattr(self, name, parse(raw))
+                except ValueError:
+                    raise ConfigurationError(f"{name}={raw!r} is not a valid value") from None
         for name, value in (overrides or {}).items():
             setattr(self, name, value)
 
@@ -103,6 +112,10 @@ class Config:
             raise ConfigurationError(f"MAIL_BACKEND must be outbox or smtp, not {self.MAIL_BACKEND!r}")
         if self.SMTP_TLS not in {"none", "starttls", "ssl"}:
             raise ConfigurationError("SMTP_TLS must be none, starttls or ssl")
+        if self.QUEUE_MODE not in {"auto", "inline", "redis"}:
+            raise ConfigurationError("QUEUE_MODE must be auto, inline or redis")
+        if self.QUEUE_MODE == "redis" and not self.REDIS_URL:
+            raise ConfigurationError("QUEUE_MODE=redis needs REDIS_URL")
 
     def as_dict(self) -> dict[str, Any]:
         names = {n for klass in type(self).__mro__ for n in vars(klass) if n.isupper()}
@@ -123,6 +136,7 @@ class TestingConfig(Config):
     ARGON2_TIME_COST = 1
     ARGON2_MEMORY_COST = 1024
     SITE_URL = "http://localhost"
+    QUEUE_MODE = "inline"
 
 
 class ProductionConfig(Config):

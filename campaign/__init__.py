@@ -22,9 +22,11 @@ def create_app(config: Config | type[Config] | Mapping[str, Any] | None = None) 
     register_extensions(app)
     register_clients(app)
     register_blueprints(app)
+    register_api(app)
     register_security(app)
     register_errors(app)
     register_templates(app)
+    register_jobs(app)
     register_commands(app)
     return app
 
@@ -78,11 +80,19 @@ def register_blueprints(app: Flask) -> None:
     from campaign.admin import bp as admin_bp
     from campaign.auth import bp as auth_bp
     from campaign.auth import users_bp
+    from campaign.db import IdConverter
     from campaign.mailings import bp as mailings_bp
     from campaign.main import bp as main_bp
 
+    app.url_map.converters["id"] = IdConverter
     for blueprint in (main_bp, auth_bp, users_bp, admin_bp, mailings_bp):
         app.register_blueprint(blueprint)
+
+
+def register_api(app: Flask) -> None:
+    from campaign.restapi import install_api
+
+    install_api(app)
 
 
 def register_security(app: Flask) -> None:
@@ -103,9 +113,20 @@ def register_templates(app: Flask) -> None:
     install_template_helpers(app)
 
 
+def register_jobs(app: Flask) -> None:
+    """Import every domain's job handlers, so any process can run any job."""
+    import campaign.mailings.jobs  # noqa: F401
+    from campaign import queue
+
+    queue.install(app)
+
+
 def register_commands(app: Flask) -> None:
-    from campaign.auth.cli import users_cli
+    from campaign.auth.cli import tokens_cli, users_cli
     from campaign.demo import demo_cli
+    from campaign.worker import worker_command
 
     app.cli.add_command(users_cli)
+    app.cli.add_command(tokens_cli)
     app.cli.add_command(demo_cli)
+    app.cli.add_command(worker_command)

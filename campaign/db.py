@@ -6,8 +6,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from flask import Flask
+from flask import Flask, request
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, registry
+from werkzeug.routing import IntegerConverter
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -57,6 +58,15 @@ class TimestampMixin:
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+#: Deeper pages are empty anyway; a larger number would overflow the database's OFFSET.
+MAX_PAGE = 100_000
+
+
+def page_arg() -> int:
+    """The ``page`` query argument of a list page, between 1 and ``MAX_PAGE``."""
+    return min(max(request.args.get("page", 1, type=int), 1), MAX_PAGE)
+
+
 def configure_engine_options(app: Flask) -> None:
     url = sa.engine.make_url(app.config["SQLALCHEMY_DATABASE_URI"])
     options: dict[str, Any] = {"pool_pre_ping": True}
@@ -97,3 +107,10 @@ def render_item(type_: str, obj: Any, autogen_context: Any) -> str | bool:
     if type_ == "type" and isinstance(obj, UTCDateTime):
         return "sa.DateTime(timezone=True)"
     return False
+
+
+class IdConverter(IntegerConverter):
+    """``<id:name>``: a row id (INTEGER column: 1 to 2**31 - 1); anything else is a 404, not an overflow."""
+
+    def __init__(self, map: Any) -> None:
+        super().__init__(map, min=1, max=2**31 - 1)

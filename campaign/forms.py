@@ -7,7 +7,8 @@ from collections.abc import Iterable
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import Regexp
 
-no_line_breaks = Regexp(r"^[^\r\n]*$", message="Use a single line.")
+# \A and \Z: "$" would also match before a trailing newline and let "name\n" through.
+no_line_breaks = Regexp(r"\A[^\r\n]*\Z", message="Use a single line.")
 
 
 def choices(pairs: Iterable[tuple[str, str]]) -> list[SelectChoice]:

@@ -77,5 +77,8 @@ def install_security(app: Flask) -> None:
 
 def _load_user(session_token: str) -> Any:
     from campaign.auth.models import User
+    from campaign.restapi import is_api_request
 
+    if is_api_request():  # the API takes bearer tokens only, never the session cookie
+        return None
     return db.session.scalar(sa.select(User).where(User.session_token == session_token, User.active.is_(True)))

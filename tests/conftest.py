@@ -169,28 +169,37 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 
 @pytest.fixture
-def limited_app(app: Flask, tmp_path: Path) -> Iterator[Callable[..., Flask]]:
-    """Build apps with rate limits on (own SQLite database, in-memory counters).
+def separate_app(app: Flask, tmp_path: Path) -> Iterator[Callable[..., Flask]]:
+    """Build apps of their own (own SQLite database, schema migrated) with ``overrides``.
 
-    Flask-Limiter keeps its state on the one ``limiter`` object, so the session's
-    app is re-registered afterwards to switch limits off again.
+    For settings the session's app cannot change after it is built (CSRF on,
+    production, an unreachable Redis).  Data committed there is real, so it lives
+    in its own file; the shared ``limiter`` is given back to the session's app.
     """
     from campaign.extensions import limiter
 
     built: list[Flask] = []
 
     def build(**overrides: object) -> Flask:
-        settings = settings_for_tests(
-            tmp_path, DATABASE_URL=f"sqlite:///{tmp_path / f'limited{len(built)}.db'}", REDIS_URL=None
-        )
-        settings.update(RATELIMIT_ENABLED=True, **overrides)
-        limited = create_app(settings)
-        reset_schema(limited)
-        built.append(limited)
-        return limited
+        settings = settings_for_tests(tmp_path, DATABASE_URL=f"sqlite:///{tmp_path / f'separate{len(built)}.db'}")
+        settings.update(overrides)
+        separate = create_app(settings)
+        built.append(separate)
+        reset_schema(separate)
+        return separate
 
     yield build
-    for limited in built:
-        with limited.app_context():
+    for separate in built:
+        with separate.app_context():
             db.engine.dispose()
     limiter.init_app(app)
+
+
+@pytest.fixture
+def limited_app(separate_app: Callable[..., Flask]) -> Callable[..., Flask]:
+    """Build apps with rate limits on (in-memory counters, own database)."""
+
+    def build(**overrides: object) -> Flask:
+        return separate_app(RATELIMIT_ENABLED=True, REDIS_URL=None, **overrides)
+
+    return build

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from flask import current_app, flash, redirect, render_template, request, url_for
+from werkzeug.datastructures import FileStorage
 from werkzeug.wrappers import Response
 
+from campaign import queue
 from campaign.admin import bp, services
 from campaign.admin.forms import AuditFilterForm, SettingsForm
 from campaign.auth.models import Organisation, User
+from campaign.db import page_arg
 from campaign.extensions import db
 from campaign.forms import choices
+from campaign.queue import Job
 from campaign.security import admin_required, staff_required
 
 
@@ -29,9 +33,26 @@ def dashboard() -> str:
         "admin/dashboard.html",
         counts=counts,
         backend=backend,
-        redis=bool(current_app.config["REDIS_URL"]),
+        queue_mode=queue.mode(),
+        jobs=queue_counts(),
         database=db.engine.dialect.name,
     )
+
+
+def queue_counts() -> dict[str, int]:
+    rows = db.session.execute(sa.select(Job.status, sa.func.count()).group_by(Job.status))
+    return dict(rows.all())
+
+
+@bp.route("/jobs")
+@staff_required
+def jobs() -> str:
+    status = request.args.get("status", "")
+    query = sa.select(Job).order_by(Job.id.desc())
+    if status:
+        query = query.where(Job.status == status)
+    page = db.paginate(query, page=page_arg(), per_page=50, error_out=False)
+    return render_template("admin/jobs.html", page=page, status=status, counts=queue_counts())
 
 
 @bp.route("/settings", methods=["GET", "POST"])
@@ -40,7 +61,8 @@ def settings() -> str | Response:
     current = services.get_settings()
     form = SettingsForm(obj=current)
     if form.validate_on_submit():
-        upload = form.logo.data
+        # Without an upload the field holds the stored logo's bytes (the form was built from the row).
+        upload = form.logo.data if isinstance(form.logo.data, FileStorage) else None
         logo = upload.read(current_app.config["LOGO_MAX_BYTES"] + 1) if upload else None
         data = services.SettingsData(
             name=form.name.data,
@@ -80,6 +102,6 @@ def audit_log() -> str:
             since=form.since.data,
             until=form.until.data,
         )
-    page = db.paginate(services.audit_query(criteria), per_page=50, error_out=False)
+    page = db.paginate(services.audit_query(criteria), page=page_arg(), per_page=50, error_out=False)
     args = {k: v for k, v in request.args.items() if k != "page" and v}
     return render_template("admin/audit.html", form=form, page=page, args=args)

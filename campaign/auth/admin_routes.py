@@ -8,12 +8,12 @@ from flask_login import current_user
 from werkzeug.wrappers import Response
 
 from campaign import audit
-from campaign.auth import services, twofactor, users_bp
+from campaign.auth import services, tokens, twofactor, users_bp
 from campaign.auth.forms import ConfirmForm, OrganisationForm, UserForm
-from campaign.auth.models import Organisation, Role, User
+from campaign.auth.models import ApiToken, Organisation, Role, User
+from campaign.db import page_arg
 from campaign.extensions import db
 from campaign.forms import choices
-from campaign.mailings.services import external_url, send_template
 from campaign.security import admin_required
 
 PER_PAGE = 50
@@ -24,11 +24,6 @@ def _organisation_choices() -> list[tuple[str, str]]:
     return choices([("", "— none —"), *((str(org_id), name) for org_id, name in orgs)])
 
 
-def _send_invitation(user: User) -> None:
-    link = external_url("auth.reset_password", token=services.password_token(user, "invite"))
-    send_template(user.email, "Your Demarche account", "invitation", user=user, link=link)
-
-
 @users_bp.route("/users")
 @admin_required
 def users() -> str:
@@ -36,17 +31,19 @@ def users() -> str:
     role = request.args.get("role", "")
     query = sa.select(User).order_by(User.email)
     if q:
-        pattern = f"%{q.replace('%', '').replace('_', '')}%"
-        query = query.where(sa.or_(User.email.ilike(pattern), User.name.ilike(pattern)))
+        query = query.where(sa.or_(User.email.icontains(q, autoescape=True), User.name.icontains(q, autoescape=True)))
     if role in {r.value for r in Role}:
         query = query.where(User.role == role)
-    page = db.paginate(query, per_page=PER_PAGE, error_out=False)
+    page = db.paginate(query, page=page_arg(), per_page=PER_PAGE, error_out=False)
     return render_template("auth/admin/users.html", page=page, q=q, role=role, roles=list(Role))
 
 
 def _organisation_from_form(form: UserForm) -> Organisation | None:
     value = form.organisation.data or ""
-    return db.session.get(Organisation, int(value)) if value.isdigit() else None
+    # ASCII digits only ("²".isdigit() is true, int("²") fails), and small enough for the column.
+    if not (value.isascii() and value.isdigit() and len(value) <= 18):
+        return None
+    return db.session.get(Organisation, int(value))
 
 
 @users_bp.route("/users/new", methods=["GET", "POST"])
@@ -65,13 +62,16 @@ def new_user() -> str | Response:
             flash(str(exc), "error")
         else:
             db.session.commit()
-            _send_invitation(user)
-            flash(f"Account created. {user.email} has been sent a link to choose a password.", "success")
+            if user.active:  # an inactive account's link would not open
+                services.send_invitation(user)
+                flash(f"Account created. {user.email} has been sent a link to choose a password.", "success")
+            else:
+                flash(f"Account created, inactive. Activate it, then send {user.email} a password link.", "success")
             return redirect(url_for("users.users"))
     return render_template("auth/admin/user_form.html", form=form, user=None)
 
 
-@users_bp.route("/users/<int:user_id>", methods=["GET", "POST"])
+@users_bp.route("/users/<id:user_id>", methods=["GET", "POST"])
 @admin_required
 def edit_user(user_id: int) -> str | Response:
     user = db.session.get(User, user_id) or abort(404)
@@ -95,22 +95,37 @@ def edit_user(user_id: int) -> str | Response:
             db.session.commit()
             flash(f"Saved {user.email}.", "success")
             return redirect(url_for("users.users"))
-    return render_template("auth/admin/user_form.html", form=form, user=user, confirm=ConfirmForm())
+    return render_template(
+        "auth/admin/user_form.html", form=form, user=user, confirm=ConfirmForm(), api_tokens=tokens.tokens_of(user)
+    )
 
 
-@users_bp.route("/users/<int:user_id>/invite", methods=["POST"])
+@users_bp.route("/users/<id:user_id>/tokens/<id:token_id>/revoke", methods=["POST"])
+@admin_required
+def revoke_user_token(user_id: int, token_id: int) -> Response:
+    row = db.session.get(ApiToken, token_id)
+    if row is None or row.user_id != user_id:
+        abort(404)
+    if ConfirmForm().validate_on_submit():
+        tokens.revoke(row)
+        db.session.commit()
+        flash(f"Token {row.name!r} revoked.", "success")
+    return redirect(url_for("users.edit_user", user_id=user_id))
+
+
+@users_bp.route("/users/<id:user_id>/invite", methods=["POST"])
 @admin_required
 def invite_user(user_id: int) -> Response:
     user = db.session.get(User, user_id) or abort(404)
     if ConfirmForm().validate_on_submit() and user.active:
         audit.record("user.invite", user, f"Sent a password link to {user.email}")
         db.session.commit()
-        _send_invitation(user)
+        services.send_invitation(user)
         flash(f"A link to choose a password was sent to {user.email}.", "success")
     return redirect(url_for("users.edit_user", user_id=user.id))
 
 
-@users_bp.route("/users/<int:user_id>/reset-two-factor", methods=["POST"])
+@users_bp.route("/users/<id:user_id>/reset-two-factor", methods=["POST"])
 @admin_required
 def reset_two_factor(user_id: int) -> Response:
     user = db.session.get(User, user_id) or abort(404)
@@ -136,7 +151,7 @@ def organisations() -> str:
         query = query.where(Organisation.name_key.contains(services.organisation_name_key(q), autoescape=True))
     if member in {"yes", "no"}:
         query = query.where(Organisation.member.is_(member == "yes"))
-    page = db.paginate(query, per_page=PER_PAGE, error_out=False)
+    page = db.paginate(query, page=page_arg(), per_page=PER_PAGE, error_out=False)
     return render_template(
         "auth/admin/organisations.html", page=page, q=q, member=member, country_name=services.country_name
     )

@@ -33,6 +33,26 @@ def create_user(email: str, role: str, org_slug: str | None, name: str, password
         db.session.rollback()
         raise click.ClickException(str(exc)) from None
     db.session.commit()
-    click.echo(f"Created {user.role} {user.email}" + (f" for {organisation.name}" if organisation else ""))
+    # Only a member is linked to the organisation; staff ignore --org.
+    click.echo(f"Created {user.role} {user.email}" + (f" for {user.organisation.name}" if user.organisation else ""))
     if user.needs_two_factor:
         click.echo("Two-factor sign-in is set up at the first sign-in.")
+
+
+tokens_cli = AppGroup("tokens", help="Manage API tokens.")
+
+
+@tokens_cli.command("create")
+@click.argument("email")
+@click.option("--name", default="Command line", help="A name to tell the token apart.")
+def create_token(email: str, name: str) -> None:
+    """Create an API token for EMAIL; the token is printed alone on the last line."""
+    from campaign.auth import tokens
+
+    user = services.get_user_by_email(email)
+    if user is None or not user.active:
+        raise click.ClickException(f"no active user {email}")
+    row, raw = tokens.create_token(user, name)
+    db.session.commit()
+    click.echo(f"Token {row.name!r} for {user.email} ({user.role}); it is shown only once:")
+    click.echo(raw)

@@ -71,8 +71,16 @@ class OrganisationForm(FlaskForm):
 class UserForm(FlaskForm):
     email = EmailField("Email", validators=[DataRequired(), Email(check_deliverability=False), Length(max=254)])
     name = StringField("Name", validators=[DataRequired(), Length(max=200), no_line_breaks])
-    role = SelectField("Role", choices=choices((r.value, r.label) for r in Role))
+    role = SelectField("Role", choices=choices((r.value, r.label) for r in Role), default=Role.MEMBER.value)
     organisation = SelectField(
         "Organisation", description="Required for members: the organisation they sign for.", validate_choice=False
     )
     active = BooleanField("Active", default=True)
+
+
+class TokenForm(FlaskForm):
+    name = StringField(
+        "Token name",
+        validators=[DataRequired(), Length(max=100), no_line_breaks],
+        description="Say where it is used, e.g. 'CRM sync'.",
+    )

@@ -96,6 +96,10 @@ class User(UserMixin, TimestampMixin, db.Model):
     def two_factor_enabled(self) -> bool:
         return self.totp_secret is not None and self.totp_enabled_at is not None
 
+    @property
+    def organisation_slug(self) -> str | None:
+        return self.organisation.slug if self.organisation else None
+
     def has_role(self, *roles: Role | str) -> bool:
         return self.role in {str(r) for r in roles}
 
@@ -113,3 +117,24 @@ class RecoveryCode(TimestampMixin, db.Model):
     used_at: Mapped[datetime | None]
 
     user: Mapped[User] = relationship(back_populates="recovery_codes")
+
+
+class ApiToken(TimestampMixin, db.Model):
+    """A bearer token for the JSON API; only its SHA-256 is stored."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(sa.String(100))
+    token_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    #: The first characters of the token, to tell tokens apart in lists.
+    prefix: Mapped[str] = mapped_column(sa.String(12))
+    last_used_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+
+    user: Mapped[User] = relationship()
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None

@@ -4,22 +4,23 @@ from __future__ import annotations
 
 import time
 
-from flask import current_app, flash, redirect, render_template, request, session, url_for
+from flask import abort, current_app, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required, login_user, logout_user
 from werkzeug.wrappers import Response
 
 from campaign import audit
-from campaign.auth import bp, services, twofactor
+from campaign.auth import bp, services, tokens, twofactor
 from campaign.auth.forms import (
     ChangePasswordForm,
     ConfirmForm,
     LoginForm,
     NewPasswordForm,
     PasswordResetRequestForm,
+    TokenForm,
     TwoFactorForm,
     TwoFactorSetupForm,
 )
-from campaign.auth.models import User
+from campaign.auth.models import ApiToken, User
 from campaign.auth.passwords import verify_password
 from campaign.extensions import db, limiter
 from campaign.mailings.services import external_url, send_template
@@ -201,7 +202,42 @@ def account() -> str | Response:
                 flash("Password changed. Other sessions are signed out.", "success")
                 return redirect(url_for("auth.account"))
     remaining = twofactor.remaining_recovery_codes(current_user) if current_user.two_factor_enabled else 0
-    return render_template("auth/account.html", form=form, confirm=ConfirmForm(), remaining=remaining)
+    return render_template(
+        "auth/account.html",
+        form=form,
+        confirm=ConfirmForm(),
+        remaining=remaining,
+        token_form=TokenForm(),
+        api_tokens=tokens.tokens_of(current_user),
+        new_token=session.pop("new_token", None),
+    )
+
+
+@bp.route("/account/tokens", methods=["POST"])
+@login_required
+def create_token() -> Response:
+    form = TokenForm()
+    if form.validate_on_submit():
+        row, raw = tokens.create_token(current_user, form.name.data)
+        db.session.commit()
+        session["new_token"] = {"name": row.name, "token": raw}
+        flash("Token created. Copy it now: it is shown only once.", "success")
+    else:
+        flash("Give the token a name of at most 100 characters.", "error")
+    return redirect(url_for("auth.account") + "#tokens")
+
+
+@bp.route("/account/tokens/<id:token_id>/revoke", methods=["POST"])
+@login_required
+def revoke_token(token_id: int) -> Response:
+    row = db.session.get(ApiToken, token_id)
+    if row is None or row.user_id != current_user.id:
+        abort(404)
+    if ConfirmForm().validate_on_submit():
+        tokens.revoke(row)
+        db.session.commit()
+        flash(f"Token {row.name!r} revoked.", "success")
+    return redirect(url_for("auth.account") + "#tokens")
 
 
 @bp.route("/account/recovery-codes", methods=["POST"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import pycountry
 import sqlalchemy as sa
@@ -25,12 +26,15 @@ class AccountError(ValueError):
 # --- organisations -----------------------------------------------------------
 
 _LEGAL_SUFFIXES = {"inc", "ltd", "llc", "ev", "asbl", "gmbh", "ngo", "association", "the"}
+#: Slugs that name admin pages (``/admin/organisations/new``) rather than an organisation.
+_RESERVED_SLUGS = {"new"}
 
 
 def organisation_name_key(name: str) -> str:
     """Fold a name for comparison: case, accents, punctuation, legal suffixes."""
     text = unicodedata.normalize("NFKD", name.casefold())
     text = "".join(ch for ch in text if not unicodedata.combining(ch))
+    text = re.sub(r"\b(\w)\.(?=\w\b)", r"\1", text)  # "e.v." -> "ev", "a.s.b.l." -> "asbl"
     words = re.sub(r"[^\w]+", " ", text).split()
     kept = [w for w in words if w not in _LEGAL_SUFFIXES] or words
     return " ".join(kept)[:200]
@@ -69,11 +73,17 @@ def _check_organisation(data: OrganisationData, existing: Organisation | None = 
         raise AccountError("An organisation needs a name.")
     if pycountry.countries.get(alpha_2=data.country.upper()) is None:
         raise AccountError(f"{data.country!r} is not an ISO 3166 country code.")
+    if data.website and urlsplit(data.website).scheme.lower() not in ("http", "https"):
+        raise AccountError("The website must be an http:// or https:// address.")
     key = organisation_name_key(name)
     clash = db.session.scalar(sa.select(Organisation).where(Organisation.name_key == key))
     if clash is not None and clash is not existing:
         raise AccountError(f"{clash.name} is already registered.")
     slug = slugify(data.slug or name)
+    if slug in _RESERVED_SLUGS:
+        if data.slug:
+            raise AccountError(f"The address {slug!r} is reserved.")
+        slug = _free_slug(slug)
     clash = get_organisation_by_slug(slug)
     if clash is not None and clash is not existing:
         if data.slug:
@@ -167,7 +177,8 @@ def create_user(
 def update_user(user: User, *, name: str, role: str, organisation: Organisation | None, active: bool) -> User:
     parsed = _check_role(role, organisation)
     before = {"role": user.role, "active": user.active, "organisation_id": user.organisation_id}
-    if user.role == Role.ADMIN and (parsed is not Role.ADMIN or not active) and _active_admins() <= 1:
+    losing_an_admin = user.role == Role.ADMIN and user.active and (parsed is not Role.ADMIN or not active)
+    if losing_an_admin and _active_admins() <= 1:
         raise AccountError("This is the last active admin: make another admin first.")
     user.name = " ".join(name.split()) or user.email
     user.role = parsed.value
@@ -245,3 +256,11 @@ def user_from_password_token(token: str) -> User | None:
     if user is None or not user.active or user.session_token != data.get("s"):
         return None
     return user
+
+
+def send_invitation(user: User) -> None:
+    """Email ``user`` a link to choose a password (valid ``INVITATION_MAX_AGE``); commits."""
+    from campaign.mailings.services import external_url, send_template
+
+    link = external_url("auth.reset_password", token=password_token(user, "invite"))
+    send_template(user.email, "Your Demarche account", "invitation", user=user, link=link)

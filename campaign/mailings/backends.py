@@ -1,6 +1,7 @@
 """Mail backends behind one small interface: ``send(message) -> SendResult``.
 
-``outbox`` writes each message as an ``.eml`` file under ``instance/outbox/``.
+``outbox`` writes each message as an ``.eml`` file under ``instance/outbox/``;
+``smtp`` hands it to an SMTP server.
 Every backend builds the same RFC 5322 message with ``build_mime``, which refuses
 CR or LF in anything that reaches a header and encodes non-ASCII names.
 """
@@ -10,6 +11,8 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import smtplib
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from email import policy
@@ -61,8 +64,12 @@ class MailBackend(Protocol):
     def send(self, message: Message) -> SendResult: ...
 
 
+#: CR and LF, and the other characters ``str.splitlines`` breaks on (VT, FF, NEL, U+2028…).
+_LINE_BREAKS = frozenset("\r\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")
+
+
 def _clean(value: str, what: str) -> str:
-    if "\r" in value or "\n" in value:
+    if not _LINE_BREAKS.isdisjoint(value):
         raise HeaderInjectionError(f"line break in {what}")
     return value
 
@@ -105,7 +112,8 @@ class OutboxBackend:
     """Writes every message to a folder; nothing leaves the machine."""
 
     name = "outbox"
-    FILENAME = re.compile(r"^[0-9]{8}T[0-9]{6}-[0-9a-f]{12}\.eml$")
+    #: A UTC time stamp to the microsecond (so names sort in the order sent), then random hex.
+    FILENAME = re.compile(r"\A[0-9]{8}T[0-9]{6}(?:[0-9]{6})?-[0-9a-f]{12}\.eml\Z")
 
     def __init__(self, directory: str) -> None:
         self.directory = Path(directory)
@@ -113,7 +121,7 @@ class OutboxBackend:
     def send(self, message: Message) -> SendResult:
         mime = build_mime(message)
         self.directory.mkdir(parents=True, exist_ok=True)
-        stamp = utcnow().strftime("%Y%m%dT%H%M%S")
+        stamp = utcnow().strftime("%Y%m%dT%H%M%S%f")
         path = self.directory / f"{stamp}-{secrets.token_hex(6)}.eml"
         tmp = path.with_suffix(".tmp")
         tmp.write_bytes(mime.as_bytes())
@@ -133,10 +141,82 @@ class OutboxBackend:
         return sorted((p.name for p in self.directory.iterdir() if self.FILENAME.match(p.name)), reverse=True)
 
 
+class SMTPBackend:
+    """Sends through an SMTP server: plain, STARTTLS or implicit TLS, with optional login.
+
+    Refusals with a 4xx code, and failures to connect, are retryable; a 5xx, a
+    certificate that does not verify, or a missing extension (AUTH, STARTTLS) is final.
+    """
+
+    name = "smtp"
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        tls: str = "none",
+        username: str | None = None,
+        password: str | None = None,
+        timeout: float = 30.0,
+        ca_file: str | None = None,
+    ) -> None:
+        self.host, self.port, self.tls = host, port, tls
+        self.username, self.password = username, password
+        self.timeout = timeout
+        self.ca_file = ca_file
+
+    def _connect(self) -> smtplib.SMTP:
+        context = ssl.create_default_context(cafile=self.ca_file)
+        if self.tls == "ssl":
+            return smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout, context=context)
+        client = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+        if self.tls == "starttls":
+            client.starttls(context=context)
+        return client
+
+    def send(self, message: Message) -> SendResult:
+        mime = build_mime(message, domain=_domain_of(message.sender))
+        try:
+            with self._connect() as client:
+                if self.username:
+                    client.login(self.username, self.password or "")
+                refused = client.send_message(mime)
+        except smtplib.SMTPResponseException as exc:
+            reason = exc.smtp_error.decode(errors="replace") if isinstance(exc.smtp_error, bytes) else exc.smtp_error
+            return SendResult(ok=False, error=f"{exc.smtp_code} {reason}", retryable=400 <= exc.smtp_code < 500)
+        except smtplib.SMTPRecipientsRefused as exc:
+            codes = [code for code, _ in exc.recipients.values()]
+            detail = "; ".join(f"{addr}: {code} {msg!r}" for addr, (code, msg) in exc.recipients.items())
+            return SendResult(ok=False, error=detail, retryable=all(400 <= c < 500 for c in codes))
+        except (ssl.SSLCertVerificationError, smtplib.SMTPNotSupportedError) as exc:
+            # A configuration problem: retrying will not help.
+            return SendResult(ok=False, error=f"{type(exc).__name__}: {exc}", retryable=False)
+        except (OSError, smtplib.SMTPException) as exc:
+            return SendResult(ok=False, error=f"{type(exc).__name__}: {exc}", retryable=True)
+        if refused:
+            detail = "; ".join(f"{addr}: {code} {msg!r}" for addr, (code, msg) in refused.items())
+            return SendResult(ok=False, message_id=mime["Message-ID"], error=f"refused {detail}")
+        return SendResult(ok=True, message_id=mime["Message-ID"])
+
+
+def _domain_of(address: str) -> str:
+    return parseaddr(address)[1].rpartition("@")[2] or "demarche.invalid"
+
+
 def build_backend(config: Mapping[str, Any]) -> MailBackend:
     name = config["MAIL_BACKEND"]
     if name == "outbox":
         return OutboxBackend(config["OUTBOX_DIR"])
+    if name == "smtp":
+        return SMTPBackend(
+            config["SMTP_HOST"],
+            config["SMTP_PORT"],
+            tls=config["SMTP_TLS"],
+            username=config["SMTP_USERNAME"],
+            password=config["SMTP_PASSWORD"],
+            timeout=config["SMTP_TIMEOUT"],
+            ca_file=config["SMTP_CA_FILE"],
+        )
     raise ValueError(f"unknown mail backend {name!r}")
 
 

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from email.headerregistry import Address
 from typing import Any
 
 from flask import current_app, render_template, url_for
 
+from campaign import queue
 from campaign.admin.services import get_settings
-from campaign.mailings.backends import Message, SendResult
+from campaign.extensions import db
+from campaign.mailings import jobs  # noqa: F401 - registers the mail.send handler
+from campaign.mailings.backends import Message, build_mime
+from campaign.queue import Job
 
 
 def external_url(endpoint: str, **values: Any) -> str:
@@ -19,25 +24,30 @@ def sender_address() -> tuple[str, str | None]:
     """The From and Reply-To the coalition set, else the configured default."""
     settings = get_settings()
     if settings.mail_from_address:
-        name = (settings.mail_from_name or settings.name).replace('"', "'")
-        sender = f'"{name}" <{settings.mail_from_address}>'
+        # Address quotes and escapes the name, so a quote or backslash in it cannot change the address.
+        name = settings.mail_from_name or settings.name
+        sender = str(Address(display_name=name, addr_spec=settings.mail_from_address))
     else:
         sender = current_app.config["MAIL_FROM"]
     return sender, settings.reply_to or None
 
 
-def send_template(to: str, subject: str, template: str, **context: Any) -> SendResult:
-    """Render ``templates/email/<template>.txt`` (and ``.html``) and send it now.
+def send_template(to: str, subject: str, template: str, **context: Any) -> Job:
+    """Render ``templates/email/<template>.txt`` (and ``.html``) and queue it for sending.
 
-    Call after the commit that the message reports on.
+    Call after the commit that the message reports on: this commits the job row.
     """
     settings = get_settings()
     context.setdefault("coalition", settings)
     text = render_template(f"email/{template}.txt", **context)
     html = render_template(f"email/{template}.html", **context)
     sender, reply_to = sender_address()
-    message = Message(to=[to], subject=subject, text=text, html=html, sender=sender, reply_to=reply_to)
-    result = current_app.extensions["mail_backend"].send(message)
-    if not result.ok:
-        current_app.logger.error("mail to %s failed: %s", to, result.error)
-    return result
+    build_mime(Message(to=[to], subject=subject, text=text, html=html, sender=sender, reply_to=reply_to))
+    row = queue.schedule(
+        "mail.send",
+        {"to": [to], "subject": subject, "text": text, "html": html, "sender": sender, "reply_to": reply_to},
+        description=f"Email {template} to {to}",
+    )
+    db.session.commit()
+    queue.dispatch(row)
+    return row

@@ -1,0 +1,173 @@
+"""``make bench``: figures for the app, each against a floor measured in the same run.
+
+Prints one JSON object per line: ``{"name", "value", "unit", "floor", "ratio"}``;
+``ratio`` is value over floor, higher is better.  Floor lines carry their own value
+as floor (ratio 1).  The app is served by gunicorn on ``DATABASE_URL`` (PostgreSQL
+in earnest; a SQLite file when unset) and ``REDIS_URL`` when set; the benchmark
+migrates that database itself.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import sqlalchemy as sa
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+GUNICORN = ["--workers", "2", "--threads", "4", "--worker-class", "gthread", "--log-level", "warning"]
+WRK_SECONDS = int(os.environ.get("BENCH_SECONDS", "5"))
+LOOP_COUNT = 2000
+
+
+def emit(name: str, value: float, unit: str, floor: float) -> None:
+    ratio = value / floor if floor else 0.0
+    line = {"name": name, "value": round(value, 2), "unit": unit, "floor": round(floor, 2), "ratio": round(ratio, 3)}
+    print(json.dumps(line), flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(port: int, path: str, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            connection.request("GET", path)
+            if connection.getresponse().status < 500:
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"nothing answered on port {port} within {seconds}s")
+
+
+@contextmanager
+def gunicorn(target: str, env: dict[str, str], workdir: Path, probe: str) -> Iterator[int]:
+    port = free_port()
+    pidfile = workdir / f"gunicorn-{port}.pid"
+    process = subprocess.Popen(
+        [str(BIN / "gunicorn"), *GUNICORN, "--bind", f"127.0.0.1:{port}", "--pid", str(pidfile), target],
+        cwd=ROOT,
+        env=env,
+    )
+    try:
+        wait_for(port, probe)
+        yield port
+    finally:
+        pid = int(pidfile.read_text()) if pidfile.exists() else process.pid
+        os.kill(pid, signal.SIGTERM)
+        process.wait(timeout=30)
+
+
+def wrk(port: int, path: str, connections: int = 16) -> float:
+    """Requests per second that wrk measured."""
+    out = subprocess.run(
+        ["wrk", "-t2", f"-c{connections}", f"-d{WRK_SECONDS}s", f"http://127.0.0.1:{port}{path}"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if non_2xx:
+        raise RuntimeError(f"{path}: {non_2xx.group(1)} error responses\n{out}")
+    return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+
+
+def insert_floor(url: str) -> float:
+    """Rows a second for a bare one-row insert and commit, on the benchmark's database."""
+    engine = sa.create_engine(url)
+    table = sa.Table(
+        "bench_floor", sa.MetaData(), sa.Column("id", sa.Integer, primary_key=True), sa.Column("v", sa.Text)
+    )
+    table.drop(engine, checkfirst=True)
+    table.create(engine)
+    try:
+        start = time.perf_counter()
+        for n in range(LOOP_COUNT):
+            with engine.begin() as connection:
+                connection.execute(table.insert().values(v=f"row {n}"))
+        return LOOP_COUNT / (time.perf_counter() - start)
+    finally:
+        table.drop(engine)
+        engine.dispose()
+
+
+class _Accept(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.send_response(202)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def post_loop_floor() -> float:
+    """Requests a second for a bare loop posting JSON to a local HTTP server."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Accept)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        connection = http.client.HTTPConnection("127.0.0.1", server.server_address[1])
+        body = json.dumps({"personalizations": [{"to": [{"email": "a@example.org"}]}]})
+        start = time.perf_counter()
+        for _ in range(LOOP_COUNT):
+            connection.request("POST", "/v3/mail/send", body, {"Content-Type": "application/json"})
+            connection.getresponse().read()
+        return LOOP_COUNT / (time.perf_counter() - start)
+    finally:
+        server.shutdown()
+
+
+def main() -> int:
+    if shutil.which("wrk") is None:
+        print("make bench needs wrk: apt-get install wrk", file=sys.stderr)
+        return 2
+    workdir = Path(tempfile.mkdtemp(prefix="demarche-bench-"))
+    env = dict(os.environ, FLASK_APP="wsgi", APP_ENV="development")
+    if not env.get("DATABASE_URL"):
+        env["DATABASE_URL"] = f"sqlite:///{workdir / 'bench.db'}"
+        print("DATABASE_URL is not set: benchmarking on SQLite", file=sys.stderr)
+    env.setdefault("OUTBOX_DIR", str(workdir / "outbox"))
+    env["RATELIMIT_ENABLED"] = "false"
+    subprocess.run([str(BIN / "flask"), "db", "upgrade"], cwd=ROOT, env=env, check=True, capture_output=True)
+
+    with gunicorn("bench.floor_app:app", env, workdir, "/hello") as port:
+        hello = wrk(port, "/hello")
+    emit("floor_hello_world", hello, "req/s", hello)
+    with gunicorn("wsgi:app", env, workdir, "/healthz") as port:
+        emit("healthz", wrk(port, "/healthz"), "req/s", hello)
+        emit("login_page", wrk(port, "/login"), "req/s", hello)
+    from config import normalise_database_url
+
+    inserts = insert_floor(normalise_database_url(env["DATABASE_URL"]))
+    emit("floor_db_insert_one_row", inserts, "rows/s", inserts)
+    posts = post_loop_floor()
+    emit("floor_http_post_loop", posts, "req/s", posts)
+    shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

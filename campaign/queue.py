@@ -1,0 +1,300 @@
+"""Background work: a database row per job, RQ to carry it.
+
+The ``jobs`` table is the source of truth for every job and its due time; Redis
+only carries job ids.  ``schedule`` adds a row, the caller commits, then
+``dispatch`` hands it to RQ (or, without Redis, runs it inline when due; the
+polling ``flask worker`` runs what falls due later).  ``run_job`` claims a row with
+a conditional UPDATE, so a job that RQ delivers twice, or that the worker loop
+re-enqueues after Redis lost it, runs once.  A job whose worker died is put back
+when its lease expires: handlers must be idempotent against the database.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import os
+import socket
+import traceback
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from flask import current_app
+from sqlalchemy.orm import Mapped, mapped_column
+
+from campaign.db import utcnow
+from campaign.extensions import db
+
+log = logging.getLogger(__name__)
+
+QUEUES = ("high", "default", "low")
+LEASE = timedelta(minutes=10)
+#: A queued job RQ has held this long without running it is checked against Redis.
+STALE = timedelta(seconds=60)
+
+
+class JobStatus(enum.StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    FINISHED = "finished"
+    FAILED = "failed"
+
+
+class Job(db.Model):
+    __tablename__ = "jobs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(sa.String(64), index=True)
+    queue: Mapped[str] = mapped_column(sa.String(20), default="default")
+    status: Mapped[str] = mapped_column(sa.String(12), default=JobStatus.QUEUED.value, index=True)
+    payload: Mapped[dict[str, Any]] = mapped_column(sa.JSON, default=dict)
+    description: Mapped[str] = mapped_column(sa.String(200), default="")
+    due_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    progress: Mapped[int] = mapped_column(default=0)
+    total: Mapped[int | None]
+    message: Mapped[str] = mapped_column(sa.String(500), default="")
+    error: Mapped[str | None] = mapped_column(sa.Text)
+    attempts: Mapped[int] = mapped_column(default=0)
+    max_attempts: Mapped[int] = mapped_column(default=3)
+    rq_job_id: Mapped[str | None] = mapped_column(sa.String(80))
+    enqueued_at: Mapped[datetime | None]
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    lease_until: Mapped[datetime | None]
+    worker: Mapped[str | None] = mapped_column(sa.String(120))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"))
+
+    @property
+    def percent(self) -> int | None:
+        if not self.total:
+            return None
+        return min(100, round(100 * self.progress / self.total))
+
+
+Handler = Callable[..., None]
+_HANDLERS: dict[str, tuple[Handler, str, int]] = {}
+
+
+def job(kind: str, queue: str = "default", max_attempts: int = 3) -> Callable[[Handler], Handler]:
+    """Register ``handler(job, **payload)`` to run jobs of ``kind``."""
+    if queue not in QUEUES:
+        raise ValueError(f"unknown queue {queue!r}")
+
+    def register(handler: Handler) -> Handler:
+        _HANDLERS[kind] = (handler, queue, max_attempts)
+        return handler
+
+    return register
+
+
+def mode() -> str:
+    """``redis`` or ``inline``, from ``QUEUE_MODE`` (``auto``: Redis when ``REDIS_URL`` is set)."""
+    configured = current_app.config["QUEUE_MODE"]
+    if configured == "auto":
+        return "redis" if current_app.config["REDIS_URL"] else "inline"
+    return configured
+
+
+def schedule(
+    kind: str,
+    payload: dict[str, Any] | None = None,
+    *,
+    due_at: datetime | None = None,
+    description: str = "",
+    created_by: Any = None,
+) -> Job:
+    """Add a job row; commit, then ``dispatch`` it."""
+    if kind not in _HANDLERS:
+        raise KeyError(f"no handler registered for job kind {kind!r}")
+    _, queue, max_attempts = _HANDLERS[kind]
+    row = Job(
+        kind=kind,
+        queue=queue,
+        payload=payload or {},
+        due_at=due_at or utcnow(),
+        description=description[:200],
+        max_attempts=max_attempts,
+        created_by_id=getattr(created_by, "id", None),
+    )
+    db.session.add(row)
+    db.session.flush()
+    db.session.info.setdefault(_UNCOMMITTED, set()).add(row.id)
+    return row
+
+
+_UNCOMMITTED = "uncommitted_jobs"
+
+
+def forget_uncommitted(session: sa.orm.Session, *_: Any) -> None:
+    """Session hook (after commit and rollback): no scheduled row is pending any more."""
+    session.info.pop(_UNCOMMITTED, None)
+
+
+def install(app: Any) -> None:
+    if not sa.event.contains(sa.orm.Session, "after_commit", forget_uncommitted):
+        sa.event.listen(sa.orm.Session, "after_commit", forget_uncommitted)
+        sa.event.listen(sa.orm.Session, "after_soft_rollback", forget_uncommitted)
+
+
+def dispatch(*jobs: Job) -> None:
+    """Hand committed job rows to the queue; inline mode runs those already due."""
+    session = db.session
+    pending = session.info.get(_UNCOMMITTED, set())
+    if any(row.id in pending for row in jobs) or session.new or session.deleted:
+        raise RuntimeError("commit the job rows (and what they work on) before dispatching them")
+    ids = [row.id for row in jobs]
+    if mode() == "inline":
+        for job_id in ids:
+            row = db.session.get(Job, job_id)
+            if row is not None and row.status == JobStatus.QUEUED and row.due_at <= utcnow():
+                run_job(job_id)
+        return
+    for job_id in ids:
+        _enqueue(db.session.get(Job, job_id))
+    db.session.commit()
+
+
+def _rq_queue(name: str) -> Any:
+    from rq import Queue
+
+    return Queue(name, connection=current_app.extensions["redis"])
+
+
+def _enqueue(row: Job) -> None:
+    queue = _rq_queue(row.queue)
+    rq_id = f"job-{row.id}-{row.attempts}-{int(utcnow().timestamp())}"
+    options = {"job_id": rq_id, "description": row.description or row.kind, "failure_ttl": 7 * 24 * 3600}
+    if row.due_at > utcnow():
+        queue.enqueue_at(row.due_at, run_job, row.id, **options)
+    else:
+        queue.enqueue(run_job, row.id, **options)
+    row.rq_job_id, row.enqueued_at = rq_id, utcnow()
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"[:120]
+
+
+def run_job(job_id: int) -> None:
+    """Claim the job and run its handler; the RQ entry point and the inline runner."""
+    now = utcnow()
+    claimed = db.session.execute(
+        sa.update(Job)
+        .where(Job.id == job_id, Job.status == JobStatus.QUEUED.value, Job.due_at <= now)
+        .values(
+            status=JobStatus.RUNNING.value,
+            started_at=now,
+            lease_until=now + LEASE,
+            attempts=Job.attempts + 1,
+            worker=worker_name(),
+        )
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    db.session.commit()
+    if not claimed:
+        log.info("job %s: not queued or not due, nothing to do", job_id)
+        return
+    row = db.session.get(Job, job_id)
+    db.session.refresh(row)
+    handler = _HANDLERS.get(row.kind, (None,))[0]
+    log.info("job %s (%s): started, attempt %s", row.id, row.kind, row.attempts)
+    try:
+        if handler is None:
+            raise LookupError(f"no handler for job kind {row.kind!r}")
+        handler(row, **row.payload)
+    except Exception as exc:  # noqa: BLE001 - any failure is recorded on the row
+        db.session.rollback()
+        _record_failure(job_id, exc)
+        return
+    row.status, row.finished_at, row.lease_until = JobStatus.FINISHED.value, utcnow(), None
+    db.session.commit()
+    log.info("job %s (%s): finished", row.id, row.kind)
+
+
+def _record_failure(job_id: int, exc: Exception) -> None:
+    row = db.session.get(Job, job_id)
+    row.error = "".join(traceback.format_exception_only(exc)).strip()[:4000]
+    row.lease_until = None
+    if row.attempts < row.max_attempts:
+        row.status = JobStatus.QUEUED.value
+        row.due_at = utcnow() + timedelta(seconds=30 * 2 ** (row.attempts - 1))
+        log.warning("job %s (%s): failed, retrying at %s: %s", row.id, row.kind, row.due_at, row.error)
+    else:
+        row.status, row.finished_at = JobStatus.FAILED.value, utcnow()
+        log.error("job %s (%s): failed for good: %s", row.id, row.kind, row.error)
+    db.session.commit()
+    if row.status == JobStatus.QUEUED and mode() == "redis":
+        dispatch(row)
+
+
+def report(row: Job, progress: int, total: int | None = None, message: str | None = None) -> None:
+    """Record progress (and renew the lease) so pages can show it; commits."""
+    row.progress = progress
+    if total is not None:
+        row.total = total
+    if message is not None:
+        row.message = message[:500]
+    row.lease_until = utcnow() + LEASE
+    db.session.commit()
+
+
+def recover() -> int:
+    """Put back jobs whose worker died, and re-enqueue due work that Redis lost.
+
+    Returns how many jobs were handed to the queue again.
+    """
+    now = utcnow()
+    db.session.execute(
+        sa.update(Job)
+        .where(Job.status == JobStatus.RUNNING.value, Job.attempts >= Job.max_attempts, Job.lease_until < now)
+        .values(status=JobStatus.FAILED.value, finished_at=now, error="the worker stopped on the last attempt")
+        .execution_options(synchronize_session=False)
+    )
+    db.session.execute(
+        sa.update(Job)
+        .where(Job.status == JobStatus.RUNNING.value, Job.lease_until < now)
+        .values(status=JobStatus.QUEUED.value, error="the worker running this job stopped; queued again")
+        .execution_options(synchronize_session=False)
+    )
+    db.session.commit()
+    if mode() != "redis":
+        return 0
+    from rq.exceptions import NoSuchJobError
+    from rq.job import Job as RQJob
+
+    connection = current_app.extensions["redis"]
+    candidates = db.session.scalars(
+        sa.select(Job).where(
+            Job.status == JobStatus.QUEUED.value,
+            sa.or_(Job.enqueued_at.is_(None), Job.enqueued_at < now - STALE),
+        )
+    ).all()
+    lost = []
+    for row in candidates:
+        try:
+            status = RQJob.fetch(row.rq_job_id, connection=connection).get_status() if row.rq_job_id else None
+        except NoSuchJobError:
+            status = None
+        if status not in ("queued", "scheduled", "started", "deferred"):
+            lost.append(row)
+    for row in lost:
+        log.warning("job %s (%s): not in Redis, enqueuing again", row.id, row.kind)
+        _enqueue(row)
+    db.session.commit()
+    return len(lost)
+
+
+def run_due(limit: int = 100) -> int:
+    """Run due jobs in this process (inline mode's worker); returns how many ran."""
+    ids = db.session.scalars(
+        sa.select(Job.id)
+        .where(Job.status == JobStatus.QUEUED.value, Job.due_at <= utcnow())
+        .order_by(Job.due_at, Job.id)
+        .limit(limit)
+    ).all()
+    for job_id in ids:
+        run_job(job_id)
+    return len(ids)

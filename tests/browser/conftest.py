@@ -1,0 +1,143 @@
+"""Real Chromium against the app served from a thread, CSRF on.
+
+Chromium is Debian's (``/usr/bin/chromium``), driven through pytest-playwright's
+fixtures; ``playwright install`` is never needed.  The app under test is a second
+application on its own SQLite file, or on ``DATABASE_URL`` (PostgreSQL) when set,
+where it commits for real: the fixture empties every table afterwards, because the
+rest of the suite expects an empty database.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from axe_playwright_python.sync_playwright import Axe
+from flask import Flask
+from playwright.sync_api import Page
+from werkzeug.serving import make_server
+
+from campaign import create_app
+from campaign.extensions import db
+from tests.conftest import reset_schema, settings_for_tests
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "browser"
+#: axe-core impacts that fail a page; "minor" and "moderate" are left to review.
+BLOCKING_IMPACTS = frozenset({"serious", "critical"})
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[str, Any]:
+    if not CHROMIUM.is_file():
+        pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium package to run the browser tests")
+    return {"headless": True, **browser_type_launch_args, "executable_path": str(CHROMIUM), "args": CHROMIUM_ARGS}
+
+
+@pytest.fixture(scope="session")
+def base_url() -> None:
+    """No fixed base URL: each test serves its own app on a free port.
+
+    This also replaces pytest-playwright's own ``base_url``, defined as an instance
+    method, which pytest deprecates (and this suite turns warnings into errors).
+    """
+    return None
+
+
+def empty_database(application: Flask) -> dict[str, int]:
+    """Delete every row (children first), keeping the tables; returns the rows still there."""
+    with application.app_context(), db.engine.begin() as connection:
+        existing = set(sa.inspect(connection).get_table_names())
+        tables = [table for table in reversed(db.metadata.sorted_tables) if table.name in existing]
+        for table in tables:
+            connection.execute(table.delete())
+        counts = {t.name: connection.scalar(sa.select(sa.func.count()).select_from(t)) for t in tables}
+    return {name: n for name, n in counts.items() if n}
+
+
+@pytest.fixture
+def live_app(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Flask]:
+    """An application with CSRF on whose commits are real; no rows are left behind."""
+    shared_url = os.environ.get("DATABASE_URL")
+    if shared_url:
+        request.getfixturevalue("app")  # the session's app has built the schema from the migrations
+    database_url = shared_url or f"sqlite:///{tmp_path / 'browser.db'}"
+    application = create_app(settings_for_tests(tmp_path, DATABASE_URL=database_url, WTF_CSRF_ENABLED=True))
+    if not shared_url:
+        reset_schema(application)
+    try:
+        yield application
+    finally:
+        try:
+            left = empty_database(application)
+        finally:
+            with application.app_context():
+                db.engine.dispose()
+    assert not left, f"rows left behind: {left}"
+
+
+@pytest.fixture
+def live_server(live_app: Flask) -> Iterator[str]:
+    """The app on a free port of 127.0.0.1, served from a thread; yields its base URL."""
+    server = make_server("127.0.0.1", 0, live_app, threaded=True)
+    base_url = f"http://127.0.0.1:{server.server_port}"
+    live_app.config["SITE_URL"] = base_url  # links in emails point at this server
+    thread = threading.Thread(target=server.serve_forever, name="live-server", daemon=True)
+    thread.start()
+    try:
+        yield base_url
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+def format_violations(violations: list[dict[str, Any]]) -> str:
+    lines = []
+    for v in violations:
+        lines.append(f"- {v['id']} ({v['impact']}): {v['help']} <{v['helpUrl']}>")
+        for node in v["nodes"]:
+            lines.append(f"    at {', '.join(map(str, node['target']))}: {node['html']}")
+            summary = (node.get("failureSummary") or "").strip()
+            lines.extend(f"      {line.strip()}" for line in summary.splitlines() if line.strip())
+    return "\n".join(lines)
+
+
+class Journey:
+    """Numbered full-page screenshots and an axe-core check of every page visited."""
+
+    def __init__(self, page: Page, directory: Path = ARTIFACTS) -> None:
+        self.page = page
+        self.directory = directory
+        self.axe = Axe()
+        self.step = 0
+        directory.mkdir(parents=True, exist_ok=True)
+        for old in directory.glob("*.png"):
+            old.unlink()
+
+    def record(self, name: str) -> None:
+        """Screenshot the page as the next step, then check it with axe-core."""
+        self.step += 1
+        slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+        self.page.screenshot(path=str(self.directory / f"{self.step:02d}-{slug}.png"), full_page=True)
+        results = self.axe.run(self.page)
+        blocking = [v for v in results.response["violations"] if v.get("impact") in BLOCKING_IMPACTS]
+        assert not blocking, (
+            f"step {self.step} ({name}) at {self.page.url}: "
+            f"{len(blocking)} serious or critical accessibility violation(s)\n{format_violations(blocking)}"
+        )

@@ -1,0 +1,210 @@
+"""Background jobs at three levels: called directly, what was enqueued, a real worker."""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from campaign import queue
+from campaign.audit import AuditEvent, record
+from campaign.db import utcnow
+from campaign.extensions import db
+from campaign.queue import Job, JobStatus
+
+REDIS_URL = os.environ.get("REDIS_URL")
+needs_redis = pytest.mark.skipif(not REDIS_URL, reason="REDIS_URL is not set")
+
+
+@queue.job("test.record")
+def _record_run(row: Job, label: str) -> None:
+    record("test.ran", row, label)
+    queue.report(row, 1, total=1, message=f"ran {label}")
+
+
+@queue.job("test.flaky", max_attempts=2)
+def _always_fails(row: Job) -> None:
+    raise RuntimeError("the provider is down")
+
+
+def _runs(label: str | None = None) -> int:
+    query = sa.select(sa.func.count()).select_from(AuditEvent).where(AuditEvent.action == "test.ran")
+    if label:
+        query = query.where(AuditEvent.summary == label)
+    return db.session.scalar(query)
+
+
+def test_inline_dispatch_runs_a_due_job_once(ctx):
+    row = queue.schedule("test.record", {"label": "a"}, description="Record a")
+    db.session.commit()
+    queue.dispatch(row)
+    queue.dispatch(row)  # delivered twice: claimed once
+    queue.run_job(row.id)
+    db.session.refresh(row)
+    assert row.status == JobStatus.FINISHED
+    assert (row.progress, row.total, row.message) == (1, 1, "ran a")
+    assert _runs("a") == 1
+
+
+def test_dispatch_refuses_uncommitted_rows(ctx):
+    row = queue.schedule("test.record", {"label": "b"})
+    with pytest.raises(RuntimeError, match="commit"):
+        queue.dispatch(row)
+
+
+def test_unknown_kind_is_refused(ctx):
+    with pytest.raises(KeyError):
+        queue.schedule("no.such.job")
+
+
+def test_future_jobs_wait_for_their_time(ctx):
+    row = queue.schedule("test.record", {"label": "later"}, due_at=utcnow() + timedelta(hours=1))
+    db.session.commit()
+    queue.dispatch(row)
+    assert queue.run_due() == 0
+    row.due_at = utcnow() - timedelta(seconds=1)
+    db.session.commit()
+    assert queue.run_due() == 1
+    assert _runs("later") == 1
+
+
+def test_failures_are_retried_with_backoff_then_recorded(ctx):
+    row = queue.schedule("test.flaky")
+    db.session.commit()
+    queue.dispatch(row)
+    db.session.refresh(row)
+    assert row.status == JobStatus.QUEUED
+    assert row.attempts == 1
+    assert "provider is down" in row.error
+    assert row.due_at > utcnow() + timedelta(seconds=20)
+    row.due_at = utcnow()
+    db.session.commit()
+    queue.run_job(row.id)
+    db.session.refresh(row)
+    assert row.status == JobStatus.FAILED
+    assert row.attempts == 2
+
+
+def test_recover_puts_back_jobs_whose_worker_died(ctx):
+    row = queue.schedule("test.record", {"label": "orphan"})
+    row.status, row.attempts, row.lease_until = JobStatus.RUNNING.value, 1, utcnow() - timedelta(seconds=1)
+    spent = queue.schedule("test.record", {"label": "spent"})
+    spent.status, spent.attempts, spent.lease_until = JobStatus.RUNNING.value, 3, utcnow() - timedelta(seconds=1)
+    db.session.commit()
+    queue.recover()
+    db.session.refresh(row)
+    db.session.refresh(spent)
+    assert row.status == JobStatus.QUEUED
+    assert spent.status == JobStatus.FAILED
+    assert queue.run_due() == 1
+    assert _runs("orphan") == 1
+
+
+def test_polling_worker_runs_due_work_without_redis(app, database):
+    with app.app_context():
+        row = queue.schedule("test.record", {"label": "polled"}, due_at=utcnow() + timedelta(hours=1))
+        db.session.commit()
+        queue.dispatch(row)
+        db.session.execute(sa.update(Job).values(due_at=utcnow() - timedelta(seconds=1)))
+        db.session.commit()
+    result = app.test_cli_runner().invoke(args=["worker", "--burst"])
+    assert result.exit_code == 0, result.output
+    with app.app_context():
+        assert _runs("polled") == 1
+        assert db.session.scalar(sa.select(Job.status)) == JobStatus.FINISHED
+
+
+def test_worker_writes_and_removes_its_pidfile(app, database, tmp_path):
+    pidfile = tmp_path / "worker.pid"
+    result = app.test_cli_runner().invoke(args=["worker", "--burst", "--pidfile", str(pidfile)])
+    assert result.exit_code == 0, result.output
+    assert not pidfile.exists()
+
+
+def test_jobs_page_shows_progress(app, client, auth, coordinator):
+    with app.app_context():
+        row = queue.schedule("test.record", {"label": "shown"}, description="Record for the page")
+        db.session.commit()
+        queue.dispatch(row)
+    auth.login(coordinator)
+    page = client.get("/admin/jobs").get_data(as_text=True)
+    assert "Record for the page" in page
+    assert "<progress" in page
+    assert "Inline" in client.get("/admin").get_data(as_text=True)
+
+
+# --- with Redis ------------------------------------------------------------
+
+
+@pytest.fixture
+def redis_app(separate_app):
+    app = separate_app(REDIS_URL=REDIS_URL, QUEUE_MODE="redis")
+    app.extensions["redis"].flushdb()
+    yield app
+    app.extensions["redis"].flushdb()
+
+
+@pytest.mark.redis
+@needs_redis
+def test_dispatch_enqueues_the_job_id_on_its_queue(redis_app):
+    from rq import Queue
+
+    with redis_app.app_context():
+        row = queue.schedule("test.record", {"label": "enqueued"})
+        db.session.commit()
+        queue.dispatch(row)
+        rq_jobs = Queue("default", connection=redis_app.extensions["redis"]).get_jobs()
+        assert [(j.func_name, j.args) for j in rq_jobs] == [("campaign.queue.run_job", (row.id,))]
+        assert db.session.get(Job, row.id).rq_job_id == rq_jobs[0].id
+        assert _runs() == 0  # nothing ran inline
+
+
+@pytest.mark.redis
+@needs_redis
+@pytest.mark.parametrize("simple", [True, False], ids=["in-process", "forked"])
+def test_real_worker_runs_enqueued_jobs(redis_app, simple):
+    from campaign.worker import build_worker
+
+    with redis_app.app_context():
+        rows = [queue.schedule("test.record", {"label": f"w{n}"}) for n in range(3)]
+        db.session.commit()
+        queue.dispatch(*rows)
+    build_worker(redis_app, simple=simple).work(burst=True, with_scheduler=True)
+    with redis_app.app_context():
+        assert _runs() == 3
+        assert set(db.session.scalars(sa.select(Job.status))) == {JobStatus.FINISHED}
+
+
+@pytest.mark.redis
+@needs_redis
+def test_worker_loop_re_enqueues_what_redis_lost(redis_app):
+    from campaign.worker import build_worker
+
+    with redis_app.app_context():
+        row = queue.schedule("test.record", {"label": "lost"})
+        db.session.commit()
+        queue.dispatch(row)
+        redis_app.extensions["redis"].flushdb()  # Redis loses everything
+        assert queue.recover() == 0  # too recent to call lost
+        db.session.execute(sa.update(Job).values(enqueued_at=utcnow() - queue.STALE - timedelta(seconds=1)))
+        db.session.commit()
+        assert queue.recover() == 1
+    build_worker(redis_app, simple=True).work(burst=True)
+    with redis_app.app_context():
+        assert _runs("lost") == 1
+        assert queue.recover() == 0
+
+
+@pytest.mark.redis
+@needs_redis
+def test_flask_worker_burst_with_redis(redis_app):
+    with redis_app.app_context():
+        row = queue.schedule("test.record", {"label": "cli"})
+        db.session.commit()
+        queue.dispatch(row)
+    result = redis_app.test_cli_runner().invoke(args=["worker", "--burst", "--simple"])
+    assert result.exit_code == 0, result.output
+    with redis_app.app_context():
+        assert _runs("cli") == 1
