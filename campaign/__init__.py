@@ -81,11 +81,13 @@ def register_blueprints(app: Flask) -> None:
     from campaign.auth import bp as auth_bp
     from campaign.auth import users_bp
     from campaign.db import IdConverter
+    from campaign.letters import bp as letters_bp
+    from campaign.letters import public_bp
     from campaign.mailings import bp as mailings_bp
     from campaign.main import bp as main_bp
 
     app.url_map.converters["id"] = IdConverter
-    for blueprint in (main_bp, auth_bp, users_bp, admin_bp, mailings_bp):
+    for blueprint in (main_bp, auth_bp, users_bp, admin_bp, mailings_bp, letters_bp, public_bp):
         app.register_blueprint(blueprint)
 
 

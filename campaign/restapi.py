@@ -157,8 +157,9 @@ def _user_from_bearer(req: Any) -> Any:
 
 def _blueprints() -> list[Blueprint]:
     from campaign.auth.api import blp as auth_api
+    from campaign.letters.api import blp as letters_api
 
-    return [auth_api]
+    return [auth_api, letters_api]
 
 
 def install_api(app: Flask) -> None:
