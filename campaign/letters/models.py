@@ -203,3 +203,18 @@ class Translation(TimestampMixin, db.Model):
     def is_outdated(self) -> bool:
         """Made from an older revision of the original than the published one."""
         return self.source_revision_id is not None and self.source_revision_id != self.letter.published_revision_id
+
+
+class LetterPdf(db.Model):
+    """A rendered PDF, kept per revision and signatory list so it is made once."""
+
+    __tablename__ = "letter_pdfs"
+    __table_args__ = (sa.UniqueConstraint("revision_id", "signatories_key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    letter_id: Mapped[int] = mapped_column(sa.ForeignKey("letters.id", ondelete="CASCADE"), index=True)
+    revision_id: Mapped[int] = mapped_column(sa.ForeignKey("revisions.id", ondelete="CASCADE"))
+    #: A digest of the signatory list printed in it (and of the letterhead).
+    signatories_key: Mapped[str] = mapped_column(sa.String(64))
+    content: Mapped[bytes] = mapped_column(sa.LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
