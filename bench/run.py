@@ -165,6 +165,9 @@ def main() -> int:
     emit("floor_db_insert_one_row", inserts, "rows/s", inserts)
     posts = post_loop_floor()
     emit("floor_http_post_loop", posts, "req/s", posts)
+    from bench.contacts import import_rate
+
+    emit("contacts_import_50000", import_rate(env), "rows/s", inserts)
     shutil.rmtree(workdir, ignore_errors=True)
     return 0
 

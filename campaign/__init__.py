@@ -43,7 +43,8 @@ def register_paths(app: Flask) -> None:
 def register_logging(app: Flask) -> None:
     if not app.debug and not app.testing:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-        logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+        for noisy in ("alembic.runtime.plugins", "weasyprint", "fontTools"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def register_extensions(app: Flask) -> None:
@@ -80,14 +81,16 @@ def register_blueprints(app: Flask) -> None:
     from campaign.admin import bp as admin_bp
     from campaign.auth import bp as auth_bp
     from campaign.auth import users_bp
+    from campaign.contacts import bp as contacts_bp
     from campaign.db import IdConverter
     from campaign.letters import bp as letters_bp
-    from campaign.letters import public_bp
+    from campaign.letters import meetings_bp, public_bp
     from campaign.mailings import bp as mailings_bp
     from campaign.main import bp as main_bp
 
     app.url_map.converters["id"] = IdConverter
-    for blueprint in (main_bp, auth_bp, users_bp, admin_bp, mailings_bp, letters_bp, public_bp):
+    blueprints = (main_bp, auth_bp, users_bp, admin_bp, mailings_bp, letters_bp, meetings_bp, public_bp, contacts_bp)
+    for blueprint in blueprints:
         app.register_blueprint(blueprint)
 
 
@@ -125,10 +128,14 @@ def register_jobs(app: Flask) -> None:
 
 def register_commands(app: Flask) -> None:
     from campaign.auth.cli import tokens_cli, users_cli
+    from campaign.contacts.cli import contacts_cli
     from campaign.demo import demo_cli
+    from campaign.letters.cli import letters_cli
     from campaign.worker import worker_command
 
     app.cli.add_command(users_cli)
     app.cli.add_command(tokens_cli)
+    app.cli.add_command(letters_cli)
+    app.cli.add_command(contacts_cli)
     app.cli.add_command(demo_cli)
     app.cli.add_command(worker_command)

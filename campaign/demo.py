@@ -1,6 +1,7 @@
 """``flask demo load``: a small fictional coalition to explore the product with.
 
-Safe to run again: what exists is left as it is.  Each domain adds its part here.
+Safe to run again: what exists is left as it is.  Each domain adds its part here;
+letters come from the ``letters/`` folder, through ``flask letters import``'s code.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from flask.cli import AppGroup
 from campaign.admin.services import SettingsData, get_settings, update_settings
 from campaign.auth import services, twofactor
 from campaign.auth.models import Organisation, User
+from campaign.contacts.demo import load_contacts
 from campaign.extensions import db
 
 demo_cli = AppGroup("demo", help="Demonstration data.")
@@ -75,11 +77,31 @@ def load_accounts() -> list[tuple[User, str | None]]:
     return accounts
 
 
+def load_letters(author: User | None) -> None:
+    """Import ``letters/`` (the open letter, its meeting and translations) unless it is there.
+
+    A letter or translation that exists is left as it is, whatever a coordinator did to it.
+    """
+    from campaign.letters.cli import default_folder, import_and_commit, report
+
+    folder = default_folder()
+    if not folder.is_dir():
+        return
+    click.echo(f"Letters from {folder}:")
+    outcomes = import_and_commit(folder, author=author, create_only=True)
+    click.echo(f"  {report(outcomes)}")
+    for outcome in outcomes:
+        if outcome.ok and outcome.action == "created" and not outcome.path.stem.count("."):
+            click.echo(f"  read it at /letters/{outcome.path.stem}")
+
+
 @demo_cli.command("load")
 def load() -> None:
     """Load the demo coalition (again, harmlessly, if it is there)."""
     accounts = load_accounts()
     db.session.commit()
+    load_letters(next((user for user, _ in accounts if user.role == "coordinator"), None))
+    load_contacts(next((user for user, _ in accounts if user.role == "coordinator"), None))
     click.echo("Demo data loaded. Sign in at /login with these accounts:")
     click.echo(f"  password for all: {DEMO_PASSWORD}")
     for user, secret in accounts:

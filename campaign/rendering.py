@@ -40,7 +40,24 @@ _FOOTNOTE_CLASS = frozenset({"footnote", "footnote-ref", "footnote-backref"})
 _DROP_CONTENT = {"script", "style", "template", "iframe", "object", "embed", "noscript", "svg", "math", "textarea"}
 
 
+# What a browser ignores when it reads a URL's scheme: "java\tscript:" is "javascript:".
+_URL_NOISE = re.compile(r"[\s\x00-\x1f\x7f]+")
+_SCHEME = re.compile(r"^([a-z][a-z0-9+.\-]*):")
+
+
+def _safe_url(value: str) -> bool:
+    """True for relative URLs and http, https and mailto ones, judged as a browser would read them.
+
+    nh3 checks the scheme too, but a URL it takes for relative ("java   script:…")
+    could still read as a scheme to a lenient client: drop anything that looks like one.
+    """
+    match = _SCHEME.match(_URL_NOISE.sub("", value).lower())
+    return match is None or match.group(1) in URL_SCHEMES
+
+
 def _filter_attribute(tag: str, name: str, value: str) -> str | None:
+    if name == "href":
+        return value if _safe_url(value) else None
     if name == "id":
         return value if _FOOTNOTE_ID.match(value) else None
     if name == "class":

@@ -157,9 +157,10 @@ def _user_from_bearer(req: Any) -> Any:
 
 def _blueprints() -> list[Blueprint]:
     from campaign.auth.api import blp as auth_api
+    from campaign.contacts.api import blp as contacts_api
     from campaign.letters.api import blp as letters_api
 
-    return [auth_api, letters_api]
+    return [auth_api, letters_api, contacts_api]
 
 
 def install_api(app: Flask) -> None:

@@ -4,6 +4,10 @@ from wtforms import BooleanField, DateField, EmailField, SelectField, StringFiel
 from wtforms.validators import DataRequired, Email, Length, Optional
 
 from campaign.forms import no_line_breaks
+from campaign.letters.forms import timezone_choices
+
+#: Missions sit in New York or Geneva (whose IANA zone is Europe/Zurich).
+MISSION_TIMEZONES = ("America/New_York", "Europe/Zurich")
 
 
 class SettingsForm(FlaskForm):
@@ -29,6 +33,11 @@ class SettingsForm(FlaskForm):
     )
     privacy_notice = TextAreaField(
         "Privacy notice", validators=[Length(max=20000)], description="Shown to supporters when they subscribe."
+    )
+    default_timezone = SelectField(
+        "Default time zone for contacts",
+        choices=lambda: timezone_choices(MISSION_TIMEZONES),
+        description="Given to a contact entered or imported without a time zone; mailings are timed in it.",
     )
 
 

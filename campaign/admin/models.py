@@ -26,4 +26,6 @@ class CoalitionSettings(db.Model):
     reply_to: Mapped[str] = mapped_column(sa.String(254), default="")
     postal_address: Mapped[str] = mapped_column(sa.Text, default="")
     privacy_notice: Mapped[str] = mapped_column(sa.Text, default="")
+    #: The zone a contact gets when none is given (missions sit in New York or Geneva).
+    default_timezone: Mapped[str] = mapped_column(sa.String(64), default="America/New_York")
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

@@ -72,6 +72,7 @@ def settings() -> str | Response:
             reply_to=(form.reply_to.data or "").strip().lower(),
             postal_address=form.postal_address.data or "",
             privacy_notice=form.privacy_notice.data or "",
+            default_timezone=form.default_timezone.data,
         )
         try:
             services.update_settings(

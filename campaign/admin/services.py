@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import available_timezones
 
 import sqlalchemy as sa
 from flask import g
@@ -12,6 +13,9 @@ from campaign import audit
 from campaign.admin.models import CoalitionSettings
 from campaign.audit import AuditEvent
 from campaign.extensions import db
+
+#: Where most missions sit; what contacts get until an admin chooses otherwise.
+DEFAULT_TIMEZONE = "America/New_York"
 
 
 class SettingsError(ValueError):
@@ -29,7 +33,9 @@ def get_settings() -> CoalitionSettings:
     """The settings row, or unsaved defaults before an admin first saves them (cached per request)."""
     cached = g.get("coalition_settings")
     if cached is None:
-        cached = db.session.get(CoalitionSettings, 1) or CoalitionSettings(id=1, name="Demarche")
+        cached = db.session.get(CoalitionSettings, 1) or CoalitionSettings(
+            id=1, name="Demarche", default_timezone=DEFAULT_TIMEZONE
+        )
         g.coalition_settings = cached
     return cached
 
@@ -50,6 +56,8 @@ class SettingsData:
     reply_to: str
     postal_address: str
     privacy_notice: str
+    #: The zone a contact gets when none is given: an IANA name (Geneva's is Europe/Zurich).
+    default_timezone: str = DEFAULT_TIMEZONE
 
 
 def update_settings(
@@ -59,9 +67,11 @@ def update_settings(
     for label, value in (("Sender name", data.mail_from_name), ("Coalition name", data.name)):
         if "\r" in value or "\n" in value:
             raise SettingsError(f"{label} must be on one line.")
+    if data.default_timezone not in available_timezones():
+        raise SettingsError(f"{data.default_timezone!r} is not a time zone of the IANA database.")
     settings = db.session.get(CoalitionSettings, 1)
     if settings is None:
-        settings = CoalitionSettings(id=1)
+        settings = CoalitionSettings(id=1, default_timezone=DEFAULT_TIMEZONE)
         db.session.add(settings)
     if logo:
         if len(logo) > max_logo:

@@ -201,8 +201,9 @@ class Translation(TimestampMixin, db.Model):
 
     @property
     def is_outdated(self) -> bool:
-        """Made from an older revision of the original than the published one."""
-        return self.source_revision_id is not None and self.source_revision_id != self.letter.published_revision_id
+        """Made from an older revision of the original than the published one (or, unpublished, the current)."""
+        reference = self.letter.published_revision_id or self.letter.current_revision_id
+        return self.source_revision_id is not None and self.source_revision_id != reference
 
 
 class LetterPdf(db.Model):

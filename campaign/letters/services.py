@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo, available_timezones
@@ -30,6 +31,8 @@ from campaign.letters.models import (
 from campaign.rendering import render
 
 MAX_BODY = 200_000
+#: Addresses the coordinators' pages use (/admin/letters/new, …/preview): no letter may take them.
+RESERVED_SLUGS = frozenset({"new", "preview"})
 
 
 class LetterError(ValueError):
@@ -64,7 +67,7 @@ def _check_text(text: LetterText) -> LetterText:
         raise LetterError("The letter has no text.")
     if len(text.body_markdown) > MAX_BODY:
         raise LetterError(f"The text is longer than {MAX_BODY:,} characters.")
-    if "\x00" in text.body_markdown or "\x00" in text.addressee:
+    if any("\x00" in part for part in (text.title, text.body_markdown, text.addressee, text.note)):
         raise LetterError("The text contains a NUL character.")
     body = text.body_markdown.replace("\r\n", "\n")
     addressee = text.addressee.replace("\r\n", "\n").strip()
@@ -78,9 +81,16 @@ def get_letter(slug: str) -> Letter | None:
 def _free_slug(base: str) -> str:
     base = base[:110] or "letter"
     slug, n = base, 2
-    while get_letter(slug) is not None:
+    while slug in RESERVED_SLUGS or get_letter(slug) is not None:
         slug, n = f"{base}-{n}", n + 1
     return slug
+
+
+def _title_slug(title: str) -> str:
+    # slugify keeps ASCII only and falls back to "organisation": an Arabic, Chinese or
+    # Russian title has no ASCII letters, so its letter is called "letter" (then "letter-2", …).
+    ascii_title = unicodedata.normalize("NFKD", title).encode("ascii", "ignore").decode()
+    return slugify(title) if re.search(r"[A-Za-z0-9]", ascii_title) else "letter"
 
 
 def check_language(language: str) -> str:
@@ -132,8 +142,8 @@ def create_letter(
     meeting: Meeting | None = None,
 ) -> Letter:
     text = _check_text(text)
-    wanted = slugify(slug) if slug else slugify(text.title)
-    if slug and get_letter(wanted) is not None:
+    wanted = slugify(slug) if slug else _title_slug(text.title)
+    if slug and (wanted in RESERVED_SLUGS or get_letter(wanted) is not None):
         raise LetterError(f"The address {wanted!r} is taken.")
     letter = Letter(
         slug=wanted if slug else _free_slug(wanted),
@@ -390,4 +400,74 @@ def public_letters(now: datetime | None = None) -> sa.Select:
         .where(Letter.status.in_([s.value for s in PUBLISHED]), Letter.published_revision_id.is_not(None))
         .where(sa.or_(Letter.embargo_until.is_(None), Letter.embargo_until <= now))
         .order_by(Letter.published_at.desc(), Letter.id.desc())
+    )
+
+
+# --- what the public sees --------------------------------------------------
+
+
+def public_letter(slug: str, now: datetime | None = None) -> Letter | None:
+    """The letter at ``slug`` if the public may read it (published, past any embargo), else None."""
+    letter = get_letter(slug)
+    return letter if letter is not None and letter.is_public(now) else None
+
+
+def public_revision(letter: Letter, language: str | None = None) -> Revision | None:
+    """The published text in ``language``: the original for None or its own language,
+    else a published translation; None when that language is not published."""
+    if not language or language == letter.language:
+        return letter.published_revision
+    translation = letter.translation(language)
+    if translation is None or translation not in published_translations(letter):
+        return None
+    return translation.published_revision
+
+
+def public_letters_for_meeting(meeting_id: int, now: datetime | None = None) -> list[Letter]:
+    """The public letters written for a meeting; a meeting without any is not public."""
+    return list(db.session.scalars(public_letters(now).where(Letter.meeting_id == meeting_id)))
+
+
+# --- letter files ------------------------------------------------------------
+
+#: The workflow in its forward order, as ``flask letters import`` walks it.
+FORWARD: tuple[LetterStatus, ...] = (
+    LetterStatus.DRAFT,
+    LetterStatus.REVIEW,
+    LetterStatus.OPEN,
+    LetterStatus.CLOSED,
+    LetterStatus.SENT,
+)
+
+
+def moves_to(letter: Letter, to: str) -> list[LetterStatus]:
+    """The forward moves that take ``letter`` to status ``to``, one ``transition`` each.
+
+    Moving back (review → draft, closed → open) is a coordinator's decision, made on
+    the letter's page: a file asking for it is refused rather than obeyed.
+    """
+    try:
+        target = LetterStatus(to)
+    except ValueError:
+        raise LetterError(f"Unknown status {to!r}.") from None
+    here, there = FORWARD.index(letter.status_enum), FORWARD.index(target)
+    if there < here:
+        raise LetterError(
+            f"The letter is {letter.status_enum.label.lower()}; it cannot go back to "
+            f"{target.label.lower()} by import (a coordinator can move it back on the letter's page)."
+        )
+    return list(FORWARD[here + 1 : there + 1])
+
+
+def find_meeting(title: str, starts_at_local: datetime, timezone: str) -> Meeting | None:
+    """The meeting with this title, local start and zone: how letter files name their occasion."""
+    return db.session.scalar(
+        sa.select(Meeting)
+        .where(
+            Meeting.title == " ".join(title.split())[:300],
+            Meeting.starts_at_local == starts_at_local,
+            Meeting.timezone == timezone,
+        )
+        .order_by(Meeting.id)
+        .limit(1)
     )

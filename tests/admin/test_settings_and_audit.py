@@ -24,6 +24,7 @@ SETTINGS = {
     "reply_to": "replies@shield.example.org",
     "postal_address": "Rue des Pâquis 12, 1201 Geneva, Switzerland",
     "privacy_notice": "We use your address only for the alerts you chose.",
+    "default_timezone": "Europe/Zurich",
 }
 FIELDS = sorted(SETTINGS)
 

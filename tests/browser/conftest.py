@@ -127,7 +127,7 @@ class Journey:
         self.axe = Axe()
         self.step = 0
         directory.mkdir(parents=True, exist_ok=True)
-        for old in directory.glob("*.png"):
+        for old in directory.glob("[0-9][0-9]-*.png"):  # this journey's own; others use a prefix
             old.unlink()
 
     def record(self, name: str) -> None:
