@@ -1,12 +1,17 @@
 """A coordinator drafts a letter with the live preview and submits it; a second one opens it for signatures.
 
-Every page on the way is screenshotted (``test-artifacts/browser/letters-*.png``) and
-checked with axe-core: no serious or critical accessibility violation is allowed.
+The second coordinator then publishes a French translation, and an anonymous visitor
+reads the letter on /letters, switches to French and downloads the PDF.  Every page on
+the way is screenshotted (``test-artifacts/browser/letters-*.png``) and checked with
+axe-core: no serious or critical accessibility violation is allowed.  The downloaded
+PDF is kept as ``test-artifacts/browser/letters-journey.pdf``.
 """
 
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
 
 import pyotp
 import pytest
@@ -25,6 +30,12 @@ TITLE = "Open letter on restraint of the veto"
 ADDRESSEE = "To Heads of State and Government\nHigh-level week, New York"
 MEETING = "High-level meeting on the veto"
 ARABIC_TITLE = "رسالة مفتوحة بشأن ضبط استخدام حق النقض"
+FRENCH_TITLE = "Lettre ouverte sur la limitation du recours au veto"
+FRENCH_ADDRESSEE = "Aux chefs d\u2019État et de gouvernement\nSemaine de haut niveau, New York"
+# No apostrophe (smart quotes) nor "fi"/"fl"/"ff" (ligatures), so pdftotext gives it back as typed.
+FRENCH_SENTENCE = "Nous exhortons tous les membres permanents à renoncer au veto."
+FRENCH_BODY = "Nous exhortons **tous les membres permanents** à renoncer au veto."
+PDF_PATH = ARTIFACTS / "letters-journey.pdf"
 
 
 class LettersJourney:
@@ -214,9 +225,97 @@ def test_coordinators_draft_review_and_open_a_letter(live_app: Flask, live_serve
         assert moves == [(author.email, "review"), (reviewer.email, "open")]
     assert problems == []
 
-    # --- public steps (added with the public pages) ---------------------------------
-    # An anonymous reader opens /letters and the letter, switches to the French
-    # translation, and downloads the PDF: continue the journey here, signed out.
+    # --- public steps -----------------------------------------------------------------
+    # The reviewer translates the letter into French and publishes the translation.
+    page.get_by_role("navigation", name="breadcrumb").get_by_role("link", name=TITLE).click()
+    expect(page.get_by_role("heading", level=1)).to_have_text(TITLE)
+    page.get_by_role("link", name="Translate into French").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("French translation")
+    expect(page.get_by_text("Not started.")).to_be_visible()
+    expect(page.locator("section.translation")).to_have_attribute("lang", "fr")
+    expect(page.locator("section.translation")).to_have_attribute("dir", "ltr")
+    page.get_by_label("Title").fill(FRENCH_TITLE)
+    page.get_by_label("Addressee").fill(FRENCH_ADDRESSEE)
+    page.get_by_label("Text (Markdown)").fill(FRENCH_BODY)
+    expect(preview.locator("strong")).to_have_text("tous les membres permanents")
+    expect(preview).to_have_attribute("lang", "fr")
+    journey.record("french translation")
+    page.get_by_role("button", name="Save the translation").click()
+    expect(page.locator(".flash-success")).to_have_text("Saved the French translation.")
+    page.get_by_role("button", name="Publish the translation").click()
+    expect(page.locator(".flash-success")).to_have_text("The French translation is now published.")
+    expect(page.get_by_role("button", name="Publish the translation")).to_be_disabled()
+    expect(page.locator("hgroup")).to_contain_text("Status: published · revision 1 · published: revision 1")
+    journey.record("french translation published")
+    page.get_by_role("navigation", name="breadcrumb").get_by_role("link", name=TITLE).click()
+    french_row = page.get_by_role("row").filter(has_text="French")
+    expect(french_row.get_by_role("cell").nth(1)).to_have_text("published")
+    expect(page.get_by_role("row").filter(has_text="Arabic").get_by_role("cell").nth(1)).to_have_text("review")
+    journey.record("translations")
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_role("button", name="Sign out")).to_have_count(0)
+
+    # An anonymous visitor finds the letter on /letters and reads it.
+    page.goto(f"{live_server}/letters")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Open letters")
+    summary = page.locator("article.letter-summary").filter(has_text=TITLE)
+    expect(summary).to_contain_text("Open for signatures")
+    expect(summary).to_contain_text(MEETING)
+    journey.record("public letters")
+    summary.get_by_role("link", name=TITLE).click()
+    expect(page).to_have_url(f"{live_server}/letters/open-letter-on-restraint-of-the-veto")
+    expect(page.get_by_role("heading", level=1)).to_have_text(TITLE)
+    letter_text = page.locator("div.letter-text")
+    expect(letter_text).to_have_attribute("lang", "en")
+    expect(letter_text.locator("strong")).to_have_text("all permanent members")
+    # The public reads the published revision 1, not the unpublished revision 2.
+    expect(letter_text).to_contain_text("We urge all permanent members to refrain from the veto.")
+    expect(letter_text.locator("sup")).to_have_text("th")
+    expect(letter_text.locator("script")).to_have_count(0)
+    # Only published languages are offered: the Arabic translation is still in review.
+    switcher = page.get_by_role("navigation", name="Languages of this letter")
+    expect(switcher.get_by_role("link")).to_have_text(["English", "Français"])
+    expect(switcher.get_by_role("link", name="English")).to_have_attribute("aria-current", "page")
+    journey.record("public letter")
+
+    # The visitor switches to the French translation.
+    switcher.get_by_role("link", name="Français").click()
+    expect(page).to_have_url(f"{live_server}/letters/open-letter-on-restraint-of-the-veto?lang=fr")
+    expect(page.get_by_role("heading", level=1)).to_have_text(FRENCH_TITLE)
+    expect(page.locator("article.letter > header")).to_have_attribute("lang", "fr")
+    expect(letter_text).to_have_attribute("lang", "fr")
+    expect(letter_text).to_have_attribute("dir", "ltr")
+    expect(letter_text.locator("p.addressee")).to_contain_text(FRENCH_ADDRESSEE.splitlines()[0])
+    expect(letter_text.locator("strong")).to_have_text("tous les membres permanents")
+    expect(letter_text).to_contain_text(FRENCH_SENTENCE)
+    expect(switcher.get_by_role("link", name="Français")).to_have_attribute("aria-current", "page")
+    journey.record("public letter in french")
+
+    # ... and downloads it as a PDF, in French.
+    pdf_link = page.get_by_role("button", name="Download the PDF")
+    expect(pdf_link).to_have_attribute("href", "/letters/open-letter-on-restraint-of-the-veto.pdf?lang=fr")
+    # The PDF is served inline, so Chromium opens it in its viewer rather than firing a
+    # download: fetch the link's own URL in the visitor's context (same cookies) instead.
+    response = page.request.get(pdf_link.evaluate("link => link.href"))
+    assert response.ok, f"{response.status} {response.url}"
+    assert response.headers["content-type"] == "application/pdf"
+    assert response.headers["content-disposition"] == 'inline; filename="open-letter-on-restraint-of-the-veto-fr.pdf"'
+    PDF_PATH.unlink(missing_ok=True)
+    PDF_PATH.write_bytes(response.body())
+    assert PDF_PATH.read_bytes().startswith(b"%PDF")
+    if shutil.which("pdftotext"):
+        text = subprocess.run(
+            ["pdftotext", "-enc", "UTF-8", str(PDF_PATH), "-"], check=True, capture_output=True, text=True
+        ).stdout
+        assert FRENCH_SENTENCE in " ".join(text.split())
+        assert FRENCH_TITLE in " ".join(text.split())
+
+    with live_app.app_context():
+        letter = services.get_letter("open-letter-on-restraint-of-the-veto")
+        french = letter.translation("fr")
+        assert french.status == "published" and french.published_revision.title == FRENCH_TITLE
+        assert letter.translation("ar").status == "review"
+    assert problems == []
 
 
 def _transitions(letter_id: int) -> list[AuditEvent]:
