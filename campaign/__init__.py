@@ -87,9 +87,12 @@ def register_blueprints(app: Flask) -> None:
     from campaign.letters import meetings_bp, public_bp
     from campaign.mailings import bp as mailings_bp
     from campaign.main import bp as main_bp
+    from campaign.signatures import admin_bp as signatures_admin_bp
+    from campaign.signatures import bp as signatures_bp
 
     app.url_map.converters["id"] = IdConverter
     blueprints = (main_bp, auth_bp, users_bp, admin_bp, mailings_bp, letters_bp, meetings_bp, public_bp, contacts_bp)
+    blueprints += (signatures_bp, signatures_admin_bp)
     for blueprint in blueprints:
         app.register_blueprint(blueprint)
 

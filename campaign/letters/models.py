@@ -106,6 +106,8 @@ class Letter(TimestampMixin, db.Model):
         sa.ForeignKey("revisions.id", use_alter=True, ondelete="SET NULL")
     )
     published_at: Mapped[datetime | None]
+    #: Only member organisations may sign (no public sign-on form).
+    members_only: Mapped[bool] = mapped_column(default=False)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     created_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"))
 

@@ -1,0 +1,3 @@
+"""Signature pages."""
+
+from campaign.signatures import admin_bp, bp  # noqa: F401
