@@ -48,11 +48,13 @@ class Config:
     SMTP_TIMEOUT: float = 30.0
     SMTP_CA_FILE: str | None = None  # extra CA bundle for the SMTP server's certificate
     QUEUE_MODE: str = "auto"  # auto | inline | redis
+    REMINDER_DAYS: int = 3  # days before a letter's deadline that invited organisations are reminded
     MAX_CONTENT_LENGTH: int = 8 * 1024 * 1024
     LOGO_MAX_BYTES: int = 512 * 1024
     PASSWORD_RESET_MAX_AGE: int = 3600
     INVITATION_MAX_AGE: int = 7 * 24 * 3600
     LOGIN_RATE_LIMIT: str = "10 per minute;60 per hour"
+    SIGNON_RATE_LIMIT: str = "5 per minute;30 per hour"  # per IP: public sign-on, its confirmation, signer data
     RATELIMIT_ENABLED: bool = True
     ARGON2_TIME_COST: int = 3
     ARGON2_MEMORY_COST: int = 65536
@@ -89,8 +91,10 @@ class Config:
         "SMTP_TIMEOUT": float,
         "SMTP_CA_FILE": str,
         "QUEUE_MODE": str,
+        "REMINDER_DAYS": int,
         "MAX_CONTENT_LENGTH": int,
         "LOGIN_RATE_LIMIT": str,
+        "SIGNON_RATE_LIMIT": str,
         "RATELIMIT_ENABLED": _bool,
         "SESSION_COOKIE_SECURE": _bool,
     }

@@ -168,6 +168,9 @@ def main() -> int:
     from bench.contacts import import_rate
 
     emit("contacts_import_50000", import_rate(env), "rows/s", inserts)
+    from bench.signatures import run as signatures_bench
+
+    signatures_bench(env, workdir, hello, inserts)
     shutil.rmtree(workdir, ignore_errors=True)
     return 0
 

@@ -125,6 +125,7 @@ def register_jobs(app: Flask) -> None:
     """Import every domain's job handlers, so any process can run any job."""
     import campaign.mailings.jobs  # noqa: F401
     from campaign import queue
+    from campaign.signatures import jobs as signature_jobs  # noqa: F401 - registers signatures.remind
 
     queue.install(app)
 

@@ -9,12 +9,14 @@ from __future__ import annotations
 import pytest
 
 PUBLIC, SIGNED_IN, STAFF, ADMIN = "public", "signed-in", "staff", "admin"
+MEMBERS = "members"  # representatives of member organisations only
 ROLES = ("anonymous", "member", "coordinator", "admin")
 ALLOWED = {
     PUBLIC: set(ROLES),
     SIGNED_IN: {"member", "coordinator", "admin"},
     STAFF: {"coordinator", "admin"},
     ADMIN: {"admin"},
+    MEMBERS: {"member"},
 }
 
 ACCESS = {
@@ -112,8 +114,34 @@ ACCESS = {
     "contacts_api.update_contact": STAFF,
     "contacts_api.delete_contact": STAFF,
     "contacts_api.import_contacts": STAFF,
+    "signatures.open_letters": MEMBERS,
+    "signatures.history": MEMBERS,
+    "signatures.sign_letter": MEMBERS,
+    "signatures.withdraw": MEMBERS,
+    "signatures.reconfirm": MEMBERS,
+    "signatures.invite": STAFF,
+    "signatures_admin.letter_report": STAFF,
+    "signatures_admin.export_csv": STAFF,
+    "signatures_admin.export_json": STAFF,
+    "signatures.sign": PUBLIC,
+    "signatures.sign_sent": PUBLIC,
+    "signatures.confirm": PUBLIC,
+    "signatures.signer_data": PUBLIC,
+    "signatures.signer_data_page": PUBLIC,
+    "signatures.signer_data_export": PUBLIC,
+    "signatures.signer_data_erase": PUBLIC,
+    "signatures_admin.queue": STAFF,
+    "signatures_admin.signature": STAFF,
+    "signatures_admin.approve": STAFF,
+    "signatures_admin.reject": STAFF,
+    "signatures_admin.bulk": STAFF,
+    "signatures_api.list_signatures": SIGNED_IN,
+    "signatures_api.sign_letter": MEMBERS,
+    "signatures_api.approve_signature": STAFF,
+    "signatures_api.reject_signature": STAFF,
 }
 API_BLUEPRINTS = ("auth_api", "letters_api", "contacts_api")
+API_BLUEPRINTS += ("signatures_api",)
 
 
 def test_every_route_has_an_entry(app):
@@ -136,6 +164,7 @@ def _sample_values(accounts: dict) -> dict[str, object]:
         "audience_id": 999999,
         "lang": "fr",
         "to": "review",
+        "signature_id": 999999,
     }
 
 

@@ -101,7 +101,7 @@ class StaticOnlyFetcher(URLFetcher):
         raise ValueError(f"refused to fetch {url[:200]!r}: only the app's static files and logo are available")
 
 
-def signatories_key(settings: CoalitionSettings, letter: Letter, signatories: Sequence[tuple[str, str]] = ()) -> str:
+def signatories_key(settings: CoalitionSettings, letter: Letter, signatories: Sequence[tuple[str, ...]] = ()) -> str:
     """A digest of what a PDF prints besides the revision: letterhead, logo, date, signatories."""
     material = {
         "layout": PDF_LAYOUT,
@@ -124,7 +124,7 @@ def render_letter_pdf(
     letter: Letter,
     revision: Revision,
     settings: CoalitionSettings,
-    signatories: Sequence[tuple[str, str]] = (),
+    signatories: Sequence[tuple[str, ...]] = (),
 ) -> bytes:
     """The letter as an A4 PDF: letterhead, date, addressee, body, signatories, page numbers."""
     language = revision.language
@@ -158,7 +158,7 @@ def letter_pdf(
     letter: Letter,
     revision: Revision,
     settings: CoalitionSettings,
-    signatories: Sequence[tuple[str, str]] = (),
+    signatories: Sequence[tuple[str, ...]] = (),
 ) -> bytes:
     """The PDF of ``revision``, rendered once per revision and signatories key; callers commit.
 

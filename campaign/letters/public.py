@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import re
 
-from flask import abort, current_app, render_template, request, url_for
+from flask import abort, current_app, make_response, render_template, request, session, url_for
+from flask_login import current_user
 from sqlalchemy.orm import selectinload
 from werkzeug.wrappers import Response
 
@@ -76,11 +77,34 @@ def letters() -> str:
 
 
 @public_bp.route("/letters/<slug>")
-def letter(slug: str) -> str:
+def letter(slug: str) -> Response:
+    """The letter and its approved signatories, by country or (``?by=name``) alphabetically.
+
+    The page carries an ETag (``listing.page_validator``); a browser that sends it back
+    gets a 304 until anything the page shows changes, a newly approved signature included.
+    """
+    from campaign.signatures import listing  # here: the signatures package imports the letters one
+
     letter = _public_letter(slug)
     revision = _public_revision(letter)
+    by = "name" if request.args.get("by") == "name" else "country"
+    etag = listing.page_validator(letter, revision.id, by, current_user.get_id())
+    if etag in request.if_none_match and not session.get("_flashes"):
+        response = current_app.response_class(status=304)
+    else:
+        response = make_response(_letter_page(letter, revision, by))
+    response.set_etag(etag)
+    response.headers["Cache-Control"] = "no-cache"
+    response.vary.add("Cookie")
+    return response
+
+
+def _letter_page(letter: Letter, revision: Revision, by: str) -> str:
+    from campaign.signatures import listing
+
     language = revision.language
     description = summary(plain_text(revision.body_html), 200)
+    signatories = listing.approved_signatories(letter)
     return render_template(
         "letters/public/letter.html",
         letter=letter,
@@ -91,7 +115,11 @@ def letter(slug: str) -> str:
         page_url=absolute_url("public.letter", slug=letter.slug, **_lang_arg(letter, language)),
         pdf_url=url_for("public.letter_pdf", slug=letter.slug, **_lang_arg(letter, language)),
         description=description,
-        signatories=[],
+        signatories=signatories,
+        signatory_groups=listing.grouped_by_country(signatories) if by == "country" else None,
+        signatories_by=by,
+        signatories_count=listing.count_label(len(signatories)),
+        lang_arg=_lang_arg(letter, language),
     )
 
 
@@ -99,7 +127,10 @@ def letter(slug: str) -> str:
 def letter_pdf(slug: str) -> Response:
     letter = _public_letter(slug)
     revision = _public_revision(letter)
-    content = pdf.letter_pdf(letter, revision, get_settings())
+    from campaign.signatures import listing
+
+    signatories = listing.pdf_rows(listing.approved_signatories(letter))
+    content = pdf.letter_pdf(letter, revision, get_settings(), signatories)
     db.session.commit()
     filename = re.sub(r"[^a-z0-9-]", "", f"{letter.slug}-{revision.language}".lower()) + ".pdf"
     response = current_app.response_class(content, mimetype="application/pdf")

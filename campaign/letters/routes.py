@@ -6,7 +6,7 @@ Translations are in ``translation_routes``, meetings in ``meeting_routes``.
 from __future__ import annotations
 
 import sqlalchemy as sa
-from flask import abort, current_app, flash, jsonify, redirect, render_template, request, url_for
+from flask import abort, flash, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy.orm import contains_eager, selectinload
 from werkzeug.wrappers import Response
@@ -25,12 +25,6 @@ from campaign.security import staff_required
 PER_PAGE = 50
 #: Long unchanged stretches of a diff are folded, keeping this many lines (not counting blank ones) around changes.
 DIFF_CONTEXT = 2
-
-
-@bp.app_template_global()
-def has_endpoint(name: str) -> bool:
-    """Whether a view exists, for links to pages another part of the app provides."""
-    return name in current_app.view_functions
 
 
 def get_letter_or_404(slug: str) -> Letter:
@@ -55,7 +49,7 @@ def _meeting_from_form(form: LetterForm) -> Meeting | None:
 
 def public_url(letter: Letter) -> str | None:
     """The letter's public page, once the public may read it."""
-    if not letter.is_public() or not has_endpoint("public.letter"):
+    if not letter.is_public():
         return None
     return url_for("public.letter", slug=letter.slug)
 
@@ -236,17 +230,26 @@ def transition(slug: str, to: str) -> str | Response:
 @bp.route("/<slug>/publish", methods=["GET", "POST"])
 @staff_required
 def publish_changes(slug: str) -> str | Response:
+    from campaign.signatures import services as signatures
+    from campaign.signatures.forms import PublishChangesForm
+
     letter = get_letter_or_404(slug)
-    form = ConfirmForm()
+    form = PublishChangesForm()
     if form.validate_on_submit():
+        asked = 0
         try:
             revision = services.publish_changes(letter, actor=current_user)
+            if form.substantive.data:
+                asked = signatures.mark_for_reconfirmation(letter, actor=current_user)
         except services.LetterError as exc:
             db.session.rollback()
             flash(str(exc), "error")
         else:
             db.session.commit()
+            signatures.dispatch_after_commit()
             flash(f"Revision {revision.number} is now the published text.", "success")
+            if form.substantive.data:
+                flash(f"Asked {asked} signator{'ies' if asked != 1 else 'y'} to re-confirm.", "info")
         return redirect(url_for("letters.letter", slug=letter.slug))
     return render_template("letters/admin/publish.html", letter=letter, form=form)
 

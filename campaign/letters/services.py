@@ -32,7 +32,7 @@ from campaign.rendering import render
 
 MAX_BODY = 200_000
 #: Addresses the coordinators' pages use (/admin/letters/new, …/preview): no letter may take them.
-RESERVED_SLUGS = frozenset({"new", "preview"})
+RESERVED_SLUGS = frozenset({"new", "preview", "history", "signer-data"})
 
 
 class LetterError(ValueError):

@@ -5,4 +5,4 @@ bp = Blueprint("signatures", __name__)
 #: Coordinators' moderation, invitations, exports and charts.
 admin_bp = Blueprint("signatures_admin", __name__, url_prefix="/admin/signatures")
 
-from campaign.signatures import admin_routes, models, routes  # noqa: E402, F401
+from campaign.signatures import admin_routes, invite_routes, models, report_routes, routes, signon_routes  # noqa: E402, F401

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from flask import has_request_context
+import sqlalchemy as sa
+from flask import current_app, has_request_context, render_template, url_for
 from flask_login import current_user
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import selectinload
 
+from campaign import audit, queue
+from campaign.auth.models import Organisation, Role, User
+from campaign.auth.services import organisation_name_key
 from campaign.db import utcnow
 from campaign.extensions import db
 from campaign.letters.models import Letter, LetterStatus
-from campaign.signatures.models import Signature, SignatureEvent
+from campaign.queue import Job
+from campaign.signatures.models import Invitation, Signature, SignatureEvent, SignatureSource, SignatureStatus
 
 
 class SignatureError(ValueError):
@@ -42,3 +49,376 @@ def why_not_signable(letter: Letter, now: datetime | None = None) -> str | None:
         deadline = letter.signature_deadline.strftime("%d %B %Y, %H:%M UTC")
         return f"The deadline for signing this letter passed on {deadline}; it no longer takes signatures."
     return None
+
+
+# --- members signing -----------------------------------------------------------------
+
+#: A signature that counts or may yet count: the organisation cannot sign again while it has one.
+LIVE = (
+    SignatureStatus.PENDING_VERIFICATION.value,
+    SignatureStatus.PENDING_APPROVAL.value,
+    SignatureStatus.APPROVED.value,
+)
+#: Reminders go out this many days before the deadline (setting ``REMINDER_DAYS``).
+REMINDER_DAYS = 3
+REMIND_JOB = "signatures.remind"
+#: Deferred jobs (emails, reminders) scheduled in this session: sent by ``dispatch_after_commit``.
+_AFTER_COMMIT = "signatures.after_commit_jobs"
+
+
+def _one_line(value: str, what: str, required: bool = True) -> str:
+    if "\r" in value or "\n" in value or "\x00" in value:
+        raise SignatureError(f"The {what} must be a single line.")
+    value = " ".join(value.split())
+    if required and not value:
+        raise SignatureError(f"Give the {what}.")
+    if len(value) > 200:
+        raise SignatureError(f"Keep the {what} under 200 characters.")
+    return value
+
+
+def signature_of(letter: Letter, organisation: Organisation) -> Signature | None:
+    """The organisation's signature of the letter in any state (there is at most one)."""
+    key = organisation_name_key(organisation.name)
+    return db.session.scalar(
+        sa.select(Signature)
+        .where(Signature.letter_id == letter.id)
+        .where(sa.or_(Signature.organisation_key == key, Signature.organisation_id == organisation.id))
+        .order_by(Signature.id)
+        .limit(1)
+    )
+
+
+def _already_signed(signature: Signature) -> SignatureError:
+    when = signature.approved_at or signature.created_at
+    date = f" on {when:%d %B %Y}" if when else ""
+    state = "" if signature.status == "approved" else f" ({signature.status_enum.label.lower()})"
+    return SignatureError(
+        f"{signature.organisation_name} has already signed this letter: {signature.signer_name}{date}{state}."
+    )
+
+
+def sign_as_member(letter: Letter, user: User, signer_name: str, signer_title: str = "") -> Signature:
+    """Sign for the user's member organisation in one step: approved at once.
+
+    One signature per organisation per letter: the unique (letter, organisation key)
+    is the guard, so of concurrent requests exactly one succeeds.  An earlier
+    signature that was withdrawn or rejected is signed again (its row, its history).
+    """
+    reason = why_not_signable(letter)
+    if reason:
+        raise SignatureError(reason)
+    organisation = user.organisation
+    if user.role != Role.MEMBER or organisation is None or not organisation.member:
+        raise SignatureError("Only the representative of a member organisation can sign here.")
+    signer_name = _one_line(signer_name, "signer's name")
+    signer_title = _one_line(signer_title or "", "signer's title", required=False)
+    now = utcnow()
+    fields = {
+        "organisation_id": organisation.id,
+        "organisation_name": organisation.name,
+        "country": organisation.country,
+        "website": organisation.website,
+        "signer_name": signer_name,
+        "signer_title": signer_title,
+        "signer_email": user.email.lower(),
+        "status": SignatureStatus.APPROVED.value,
+        "source": SignatureSource.MEMBER.value,
+        "revision_id": letter.published_revision_id,
+        "user_id": user.id,
+        "approved_at": now,
+        "decided_at": now,
+        "decided_by_id": None,
+        "rejection_reason": "",
+        "withdrawn_at": None,
+        "needs_reconfirmation": False,
+        "reconfirmed_at": None,
+    }
+    existing = signature_of(letter, organisation)
+    if existing is not None:
+        if existing.status in LIVE:
+            raise _already_signed(existing)
+        # Conditional: of two requests signing again at once, one finds the row live.
+        reused = db.session.execute(
+            sa.update(Signature)
+            .where(Signature.id == existing.id, Signature.status.not_in(LIVE))
+            .values(**fields, updated_at=now)
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        db.session.refresh(existing)
+        if not reused:
+            raise _already_signed(existing)
+        record_event(existing, "signed_again", f"Signed again for {organisation.name} by {signer_name}", actor=user)
+        db.session.flush()
+        return existing
+    signature = Signature(letter_id=letter.id, organisation_key=organisation_name_key(organisation.name), **fields)
+    try:
+        with db.session.begin_nested():
+            db.session.add(signature)
+            db.session.flush()
+    except IntegrityError:
+        raise SignatureError(f"{organisation.name} has already signed this letter.") from None
+    record_event(signature, "signed", f"Signed for {organisation.name} by {signer_name}", actor=user)
+    db.session.flush()
+    return signature
+
+
+def withdraw(signature: Signature, actor: Any = None) -> Signature:
+    """Withdraw a pending or approved signature, while the letter is open and before its deadline."""
+    if signature.status not in LIVE:
+        raise SignatureError("This signature is not current: there is nothing to withdraw.")
+    reason = why_not_signable(signature.letter)
+    if reason:
+        raise SignatureError(f"{reason} Signatures can no longer be withdrawn.")
+    before = signature.status
+    signature.status = SignatureStatus.WITHDRAWN.value
+    signature.withdrawn_at = utcnow()
+    signature.needs_reconfirmation = False
+    record_event(signature, "withdrawn", f"Withdrawn (was {before})", actor=actor, before=before)
+    db.session.flush()
+    return signature
+
+
+def reconfirm(signature: Signature, actor: Any = None) -> Signature:
+    """Confirm the signature for the letter's current published text."""
+    if signature.status not in LIVE or not signature.needs_reconfirmation:
+        raise SignatureError("This signature has nothing to re-confirm.")
+    reason = why_not_signable(signature.letter)
+    if reason:
+        raise SignatureError(reason)
+    signature.needs_reconfirmation = False
+    signature.revision_id = signature.letter.published_revision_id
+    signature.reconfirmed_at = utcnow()
+    number = signature.letter.published_revision.number if signature.letter.published_revision else None
+    record_event(signature, "reconfirmed", f"Re-confirmed for revision {number}", actor=actor, revision=number)
+    db.session.flush()
+    return signature
+
+
+def mark_for_reconfirmation(letter: Letter, actor: Any = None) -> int:
+    """After a substantive change: approved signatures of an earlier revision are asked to re-confirm.
+
+    Each signer gets an email (sent by ``dispatch_after_commit``); returns how many were asked.
+    """
+    found = db.session.scalars(
+        sa.select(Signature)
+        .where(Signature.letter_id == letter.id, Signature.status == SignatureStatus.APPROVED.value)
+        .where(
+            sa.or_(Signature.revision_id.is_(None), Signature.revision_id != letter.published_revision_id),
+            Signature.needs_reconfirmation.is_(False),
+        )
+        .order_by(Signature.id)
+    ).all()
+    number = letter.published_revision.number if letter.published_revision else None
+    for signature in found:
+        signature.needs_reconfirmation = True
+        record_event(signature, "reconfirmation_requested", f"Asked to re-confirm revision {number}", actor=actor)
+        links = {"letter_url": external_url("public.letter", slug=letter.slug)}
+        if signature.source == SignatureSource.MEMBER:
+            links["sign_url"] = external_url("signatures.sign_letter", slug=letter.slug)
+        queue_email(
+            signature.signer_email,
+            f"Please re-confirm your signature: {letter.title}",
+            "signature_reconfirm",
+            signature=signature,
+            letter=letter,
+            **links,
+        )
+    db.session.flush()
+    if found:
+        audit.record("signatures.reconfirmation", letter, f"Asked {len(found)} signatories to re-confirm", actor=actor)
+    return len(found)
+
+
+def signatures_of_organisation(organisation: Organisation) -> list[Signature]:
+    """Every signature the organisation gave, newest first, with its letter and history."""
+    key = organisation_name_key(organisation.name)
+    return list(
+        db.session.scalars(
+            sa.select(Signature)
+            .where(sa.or_(Signature.organisation_id == organisation.id, Signature.organisation_key == key))
+            .options(selectinload(Signature.events), selectinload(Signature.letter), selectinload(Signature.revision))
+            .order_by(Signature.created_at.desc(), Signature.id.desc())
+        )
+    )
+
+
+def external_url(endpoint: str, **values: Any) -> str:
+    """An absolute link for an email, built on ``SITE_URL``, never on a Host header.
+
+    Works without a request too: reminders are built by a job.
+    """
+    if has_request_context():
+        path = url_for(endpoint, **values)
+    else:
+        path = current_app.url_map.bind("localhost").build(endpoint, values)
+    return current_app.config["SITE_URL"] + path
+
+
+# --- mail after commit -----------------------------------------------------------------
+
+
+def queue_email(to: str, subject: str, template: str, **context: Any) -> Job:
+    """Render an email and add its send job to this transaction; ``dispatch_after_commit`` sends it.
+
+    The job row commits (or rolls back) with the change it reports, so no message
+    goes out about something that did not happen.
+    """
+    # Imported here: the mail modules import the admin and letters packages, which import this one.
+    from campaign.admin.services import get_settings
+    from campaign.mailings.backends import Message, build_mime
+    from campaign.mailings.services import sender_address
+
+    context.setdefault("coalition", get_settings())
+    text = render_template(f"email/{template}.txt", **context)
+    html = render_template(f"email/{template}.html", **context)
+    sender, reply_to = sender_address()
+    build_mime(Message(to=[to], subject=subject, text=text, html=html, sender=sender, reply_to=reply_to))
+    row = queue.schedule(
+        "mail.send",
+        {"to": [to], "subject": subject, "text": text, "html": html, "sender": sender, "reply_to": reply_to},
+        description=f"Email {template} to {to}",
+    )
+    defer_dispatch(row)
+    return row
+
+
+def defer_dispatch(row: Job) -> None:
+    db.session.info.setdefault(_AFTER_COMMIT, []).append(row.id)
+
+
+def dispatch_after_commit() -> int:
+    """Hand the jobs this session scheduled (emails, reminders) to the queue; call after the commit."""
+    ids = db.session.info.pop(_AFTER_COMMIT, [])
+    rows = [row for row in (db.session.get(Job, job_id) for job_id in ids) if row is not None]
+    if rows:
+        queue.dispatch(*rows)
+    return len(rows)
+
+
+# --- invitations and reminders -----------------------------------------------------------
+
+
+def representatives(organisation: Organisation) -> list[User]:
+    """The active accounts that sign for an organisation."""
+    return list(
+        db.session.scalars(
+            sa.select(User)
+            .where(User.organisation_id == organisation.id, User.role == Role.MEMBER.value, User.active.is_(True))
+            .order_by(User.id)
+        )
+    )
+
+
+def invite(letter: Letter, organisations: list[Organisation], actor: Any = None) -> int:
+    """Invite member organisations to sign: an Invitation row each and an email to its representatives.
+
+    Idempotent: an organisation already invited, or already signed, is not invited
+    again.  Returns how many were invited now; emails go out with ``dispatch_after_commit``.
+    """
+    reason = why_not_signable(letter)
+    if reason:
+        raise SignatureError(reason)
+    invited = set(db.session.scalars(sa.select(Invitation.organisation_id).where(Invitation.letter_id == letter.id)))
+    count = 0
+    for organisation in organisations:
+        if not organisation.member or organisation.id in invited:
+            continue
+        signed = signature_of(letter, organisation)
+        if signed is not None and signed.status in LIVE:
+            continue
+        try:
+            with db.session.begin_nested():
+                db.session.add(
+                    Invitation(
+                        letter_id=letter.id, organisation_id=organisation.id, invited_by_id=getattr(actor, "id", None)
+                    )
+                )
+        except IntegrityError:  # another coordinator invited it at the same moment
+            continue
+        invited.add(organisation.id)
+        count += 1
+        for user in representatives(organisation):
+            queue_email(
+                user.email,
+                f"Invitation to sign: {letter.title}",
+                "signature_invitation",
+                user=user,
+                organisation=organisation,
+                letter=letter,
+                sign_url=external_url("signatures.sign_letter", slug=letter.slug),
+            )
+    db.session.flush()
+    if count:
+        audit.record("signatures.invite", letter, f"Invited {count} member organisations", actor=actor, count=count)
+        schedule_reminders(letter)
+    return count
+
+
+def reminder_due(letter: Letter) -> datetime | None:
+    if letter.signature_deadline is None:
+        return None
+    return letter.signature_deadline - timedelta(days=current_app.config.get("REMINDER_DAYS", REMINDER_DAYS))
+
+
+def schedule_reminders(letter: Letter) -> Job | None:
+    """Schedule the reminder job for the letter's current deadline (once per deadline)."""
+    due = reminder_due(letter)
+    if due is None or letter.status_enum is not LetterStatus.OPEN:
+        return None
+    deadline = letter.signature_deadline.isoformat()
+    for row in db.session.scalars(
+        sa.select(Job).where(Job.kind == REMIND_JOB, Job.status == queue.JobStatus.QUEUED.value)
+    ):
+        if row.payload == {"letter_id": letter.id, "deadline": deadline}:
+            return row
+    row = queue.schedule(
+        REMIND_JOB,
+        {"letter_id": letter.id, "deadline": deadline},
+        due_at=max(due, utcnow()),
+        description=f"Remind invited organisations to sign {letter.slug}"[:200],
+    )
+    defer_dispatch(row)
+    return row
+
+
+def send_reminders(letter_id: int, deadline: str) -> int:
+    """Email the invited organisations that have not signed; returns how many were reminded.
+
+    Re-reads the letter: nothing happens if it no longer takes signatures, and a
+    moved deadline schedules a reminder of its own instead.  An organisation is
+    reminded once (``reminded_at``), and not at all if it was invited within the
+    reminder period (the invitation was reminder enough).
+    """
+    letter = db.session.get(Letter, letter_id)
+    if letter is None or why_not_signable(letter):
+        return 0
+    if letter.signature_deadline is None or letter.signature_deadline.isoformat() != deadline:
+        schedule_reminders(letter)
+        return 0
+    due = reminder_due(letter)
+    invitations = db.session.scalars(
+        sa.select(Invitation)
+        .where(Invitation.letter_id == letter.id, Invitation.reminded_at.is_(None), Invitation.invited_at < due)
+        .options(selectinload(Invitation.organisation))
+        .order_by(Invitation.id)
+    ).all()
+    count = 0
+    for invitation in invitations:
+        signed = signature_of(letter, invitation.organisation)
+        if signed is not None and signed.status in LIVE:
+            continue
+        invitation.reminded_at = utcnow()
+        count += 1
+        for user in representatives(invitation.organisation):
+            queue_email(
+                user.email,
+                f"Reminder: {letter.title} closes for signatures on {letter.signature_deadline:%d %B %Y}",
+                "signature_reminder",
+                user=user,
+                organisation=invitation.organisation,
+                letter=letter,
+                sign_url=external_url("signatures.sign_letter", slug=letter.slug),
+            )
+    db.session.flush()
+    return count

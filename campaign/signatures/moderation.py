@@ -1,0 +1,138 @@
+"""Coordinators approve or reject confirmed public signatures. Functions flush; callers commit.
+
+Only signatures awaiting approval can be decided; the signer is told the outcome
+by ``notify``, which the caller runs after its commit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+
+from campaign import audit
+from campaign.db import utcnow
+from campaign.extensions import db
+from campaign.signatures.models import Signature, SignatureStatus
+from campaign.signatures.services import SignatureError, record_event
+
+REASON_MAX = 500
+
+
+@dataclass
+class Outcome:
+    """What a bulk decision did: the signatures decided, and how many were skipped."""
+
+    decided: list[Signature] = field(default_factory=list)
+    skipped: int = 0
+
+
+def _check_pending(signature: Signature) -> None:
+    if signature.status != SignatureStatus.PENDING_APPROVAL:
+        state = signature.status_enum.label.lower()
+        raise SignatureError(f"{signature.organisation_name}'s signature is {state}, not awaiting approval.")
+
+
+def _clean_reason(reason: str) -> str:
+    reason = " ".join((reason or "").split())
+    if not reason:
+        raise SignatureError("Give a reason for rejecting: the signer is told it.")
+    if len(reason) > REASON_MAX:
+        raise SignatureError(f"The reason is too long (at most {REASON_MAX} characters).")
+    return reason
+
+
+def approve(signature: Signature, actor: Any) -> Signature:
+    """Approve a signature awaiting approval: it counts publicly from now."""
+    _check_pending(signature)
+    now = utcnow()
+    signature.status = SignatureStatus.APPROVED.value
+    signature.decided_at = signature.approved_at = now
+    signature.decided_by_id = getattr(actor, "id", None)
+    signature.rejection_reason = ""
+    record_event(signature, "approved", "Approved by the secretariat", actor)
+    audit.record(
+        "signature.approve",
+        signature,
+        f"Approved {signature.organisation_name}'s signature of {signature.letter.slug}",
+        actor=actor,
+        letter_id=signature.letter_id,
+    )
+    db.session.flush()
+    return signature
+
+
+def reject(signature: Signature, reason: str, actor: Any) -> Signature:
+    """Reject a signature awaiting approval, with a reason the signer is told."""
+    _check_pending(signature)
+    reason = _clean_reason(reason)
+    signature.status = SignatureStatus.REJECTED.value
+    signature.decided_at = utcnow()
+    signature.decided_by_id = getattr(actor, "id", None)
+    signature.rejection_reason = reason
+    signature.approved_at = None
+    record_event(signature, "rejected", f"Rejected: {reason}", actor, reason=reason)
+    audit.record(
+        "signature.reject",
+        signature,
+        f"Rejected {signature.organisation_name}'s signature of {signature.letter.slug}",
+        actor=actor,
+        letter_id=signature.letter_id,
+        reason=reason,
+    )
+    db.session.flush()
+    return signature
+
+
+def _load(ids: Iterable[int]) -> list[Signature]:
+    wanted = sorted({int(i) for i in ids})
+    if not wanted:
+        return []
+    return list(db.session.scalars(sa.select(Signature).where(Signature.id.in_(wanted)).order_by(Signature.id)))
+
+
+def approve_many(ids: Iterable[int], actor: Any) -> Outcome:
+    """Approve those of ``ids`` awaiting approval; the others (or unknown ids) are skipped and counted."""
+    ids = list(ids)
+    signatures = _load(ids)
+    outcome = Outcome(skipped=len(set(ids)) - len(signatures))
+    for signature in signatures:
+        if signature.status == SignatureStatus.PENDING_APPROVAL:
+            outcome.decided.append(approve(signature, actor))
+        else:
+            outcome.skipped += 1
+    return outcome
+
+
+def reject_many(ids: Iterable[int], reason: str, actor: Any) -> Outcome:
+    """Reject those of ``ids`` awaiting approval with one reason; the others are skipped and counted."""
+    reason = _clean_reason(reason)
+    ids = list(ids)
+    signatures = _load(ids)
+    outcome = Outcome(skipped=len(set(ids)) - len(signatures))
+    for signature in signatures:
+        if signature.status == SignatureStatus.PENDING_APPROVAL:
+            outcome.decided.append(reject(signature, reason, actor))
+        else:
+            outcome.skipped += 1
+    return outcome
+
+
+def notify(signatures: Iterable[Signature]) -> None:
+    """Tell each signer the decision; call after the commit that recorded it."""
+    from campaign.mailings.services import external_url, send_template
+
+    for signature in signatures:
+        letter = signature.letter
+        title = letter.published_revision.title if letter.published_revision else letter.title
+        approved = signature.status == SignatureStatus.APPROVED
+        send_template(
+            signature.signer_email,
+            "Your signature is approved" if approved else "Your signature was not accepted",
+            "signon_approved" if approved else "signon_rejected",
+            signature=signature,
+            title=title,
+            link=external_url("public.letter", slug=letter.slug),
+        )
