@@ -15,6 +15,7 @@ from campaign.auth import services, twofactor
 from campaign.auth.models import Organisation, User
 from campaign.contacts.demo import load_contacts
 from campaign.extensions import db
+from campaign.signatures.demo import load_signatures
 
 demo_cli = AppGroup("demo", help="Demonstration data.")
 
@@ -101,7 +102,9 @@ def load() -> None:
     accounts = load_accounts()
     db.session.commit()
     load_letters(next((user for user, _ in accounts if user.role == "coordinator"), None))
-    load_contacts(next((user for user, _ in accounts if user.role == "coordinator"), None))
+    coordinator = next((user for user, _ in accounts if user.role == "coordinator"), None)
+    load_contacts(coordinator)
+    load_signatures(next((user for user, _ in accounts if user.role == "member"), None), coordinator)
     click.echo("Demo data loaded. Sign in at /login with these accounts:")
     click.echo(f"  password for all: {DEMO_PASSWORD}")
     for user, secret in accounts:
