@@ -44,6 +44,7 @@ from campaign.contacts.countries import country_name
 from campaign.contacts.models import Contact, ContactEvent, ContactTag
 from campaign.db import utcnow
 from campaign.extensions import db
+from campaign.spreadsheets import neutralise
 
 MAX_BYTES = 20 * 1024 * 1024
 MAX_ROWS = 200_000
@@ -314,11 +315,6 @@ def _chunks(items: list, size: int = services.CHUNK) -> Iterator[list]:
 # --- exporting ----------------------------------------------------------------------------------
 
 EXPORT_COLUMNS = (*COLUMNS, *EXPORT_ONLY)
-
-
-def neutralise(value: str) -> str:
-    """A cell a spreadsheet would run as a formula, prefixed with ``'`` so it stays text."""
-    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
 
 
 def _cells(contact: Contact) -> list[str]:

@@ -32,22 +32,30 @@ def sender_address() -> tuple[str, str | None]:
     return sender, settings.reply_to or None
 
 
-def send_template(to: str, subject: str, template: str, **context: Any) -> Job:
-    """Render ``templates/email/<template>.txt`` (and ``.html``) and queue it for sending.
+def queue_email(to: str, subject: str, template: str, **context: Any) -> Job:
+    """Render ``templates/email/<template>.txt`` (and ``.html``) into a send job of this transaction.
 
-    Call after the commit that the message reports on: this commits the job row.
+    Headers are checked now, so a bad address fails here rather than in the worker.
+    The caller commits, then dispatches the job.
     """
-    settings = get_settings()
-    context.setdefault("coalition", settings)
+    context.setdefault("coalition", get_settings())
     text = render_template(f"email/{template}.txt", **context)
     html = render_template(f"email/{template}.html", **context)
     sender, reply_to = sender_address()
     build_mime(Message(to=[to], subject=subject, text=text, html=html, sender=sender, reply_to=reply_to))
-    row = queue.schedule(
+    return queue.schedule(
         "mail.send",
         {"to": [to], "subject": subject, "text": text, "html": html, "sender": sender, "reply_to": reply_to},
         description=f"Email {template} to {to}",
     )
+
+
+def send_template(to: str, subject: str, template: str, **context: Any) -> Job:
+    """``queue_email``, committed and dispatched at once.
+
+    Call after the commit that the message reports on: this commits the job row.
+    """
+    row = queue_email(to, subject, template, **context)
     db.session.commit()
     queue.dispatch(row)
     return row

@@ -17,6 +17,7 @@ from campaign.letters.models import Letter
 from campaign.security import staff_required
 from campaign.signatures import admin_bp, charts, listing
 from campaign.signatures.models import SignatureStatus
+from campaign.spreadsheets import neutralise
 
 
 def _letter_or_404(slug: str) -> Letter:
@@ -48,12 +49,6 @@ def letter_report(slug: str) -> str:
 
 def _filename(letter: Letter, extension: str) -> str:
     return f"signatures-{letter.slug}-{datetime.now(UTC):%Y%m%d-%H%M}.{extension}"
-
-
-def neutralise(value: str) -> str:
-    """A cell a spreadsheet would run as a formula, prefixed with ``'`` so it stays text
-    (as ``campaign.contacts.csvio`` does; importing it here would close an import cycle)."""
-    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
 
 
 def _cell(value: object) -> str:

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from flask import current_app, has_request_context, render_template, url_for
+from flask import current_app, has_request_context, url_for
 from flask_login import current_user
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
@@ -265,20 +265,9 @@ def queue_email(to: str, subject: str, template: str, **context: Any) -> Job:
     goes out about something that did not happen.
     """
     # Imported here: the mail modules import the admin and letters packages, which import this one.
-    from campaign.admin.services import get_settings
-    from campaign.mailings.backends import Message, build_mime
-    from campaign.mailings.services import sender_address
+    from campaign.mailings import services as mail
 
-    context.setdefault("coalition", get_settings())
-    text = render_template(f"email/{template}.txt", **context)
-    html = render_template(f"email/{template}.html", **context)
-    sender, reply_to = sender_address()
-    build_mime(Message(to=[to], subject=subject, text=text, html=html, sender=sender, reply_to=reply_to))
-    row = queue.schedule(
-        "mail.send",
-        {"to": [to], "subject": subject, "text": text, "html": html, "sender": sender, "reply_to": reply_to},
-        description=f"Email {template} to {to}",
-    )
+    row = mail.queue_email(to, subject, template, **context)
     defer_dispatch(row)
     return row
 
