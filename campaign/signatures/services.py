@@ -59,8 +59,6 @@ LIVE = (
     SignatureStatus.PENDING_APPROVAL.value,
     SignatureStatus.APPROVED.value,
 )
-#: Reminders go out this many days before the deadline (setting ``REMINDER_DAYS``).
-REMINDER_DAYS = 3
 REMIND_JOB = "signatures.remind"
 #: Deferred jobs (emails, reminders) scheduled in this session: sent by ``dispatch_after_commit``.
 _AFTER_COMMIT = "signatures.after_commit_jobs"
@@ -347,7 +345,7 @@ def invite(letter: Letter, organisations: list[Organisation], actor: Any = None)
 def reminder_due(letter: Letter) -> datetime | None:
     if letter.signature_deadline is None:
         return None
-    return letter.signature_deadline - timedelta(days=current_app.config.get("REMINDER_DAYS", REMINDER_DAYS))
+    return letter.signature_deadline - timedelta(days=current_app.config["REMINDER_DAYS"])
 
 
 def schedule_reminders(letter: Letter) -> Job | None:
