@@ -132,10 +132,6 @@ def render(text: str) -> Rendered:
     return Rendered(html=clean, removed=removed)
 
 
-def render_html(text: str) -> str:
-    return render(text).html
-
-
 def plain_text(html: str) -> str:
     """The text of a sanitised fragment, paragraphs kept apart (for plain-text emails and feeds)."""
     text = re.sub(r"(?i)<br\s*/?>", "\n", html)

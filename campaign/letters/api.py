@@ -291,9 +291,9 @@ def update_letter(data: dict[str, Any], slug: str) -> Any:
     settings = {"signature_deadline", "embargo_until", "meeting_id"} & data.keys()
     meeting = _meeting_or_problem(data["meeting_id"]) if "meeting_id" in data else letter.meeting
     try:
+        if letter.status_enum is LetterStatus.SENT:
+            return problem(409, "This letter has been sent: its text is final, and so are its settings.")
         if {"title", "body_markdown", "addressee"} & data.keys():
-            if letter.status_enum is LetterStatus.SENT:
-                return problem(409, "This letter has been sent: its text is final.")
             services.save_revision(letter, text, current_user)
         if settings:
             services.update_settings(
@@ -367,8 +367,11 @@ def list_revisions(args: dict[str, Any], slug: str) -> Any:
 @blp.arguments(MeetingFilterArgs, location="query")
 @blp.response(200, page_of(MeetingSchema))
 def list_meetings(args: dict[str, Any]) -> Any:
-    """Meetings letters are written for, by start."""
+    """Meetings letters are written for, by start; others than coordinators see those of public letters."""
     query = sa.select(Meeting).order_by(Meeting.starts_at, Meeting.id)
+    if not _is_staff():
+        public_ids = services.public_letters().with_only_columns(Letter.meeting_id).order_by(None)
+        query = query.where(Meeting.id.in_(public_ids))
     if "upcoming" in args:
         now = utcnow()
         query = query.where(Meeting.starts_at >= now if args["upcoming"] else Meeting.starts_at < now)
@@ -396,4 +399,7 @@ def create_meeting(data: dict[str, Any]) -> Any:
 @api_roles()
 @blp.response(200, MeetingSchema)
 def get_meeting(id: int) -> Any:
-    return db.session.get(Meeting, id) or abort(404)
+    meeting = db.session.get(Meeting, id)
+    if meeting is None or not (_is_staff() or services.public_letters_for_meeting(id)):
+        abort(404)
+    return meeting

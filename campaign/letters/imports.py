@@ -106,14 +106,19 @@ def _settle(letter: Letter, source: files.LetterFile, meeting: Meeting | None, a
         )
         notes.append("settings updated")
 
-    if differs and not later:
+    pending = differs
+    if pending and not later:
         apply_settings()
+        pending = False
     before = letter.status
     for status in moves:
+        if pending and status is LetterStatus.SENT:  # a sent letter's settings are final
+            apply_settings()
+            pending = False
         services.transition(letter, status.value, actor=author)
     if moves:
         notes.append(f"{before} → {letter.status}")
-    if differs and later:
+    if pending:
         apply_settings()
     return notes
 

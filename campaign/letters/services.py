@@ -123,6 +123,11 @@ def _new_revision(letter: Letter, language: str, text: LetterText, author: objec
     return revision
 
 
+def _refuse_if_sent(letter: Letter) -> None:
+    if letter.status_enum is LetterStatus.SENT:
+        raise LetterError("This letter has been sent: its text is final, and so are its settings.")
+
+
 def _same_text(revision: Revision | None, text: LetterText) -> bool:
     return revision is not None and (revision.title, revision.addressee, revision.body_markdown) == (
         text.title,
@@ -167,8 +172,7 @@ def save_revision(letter: Letter, text: LetterText, author: object = None) -> Re
     A sent letter is final.  On a published letter the new revision waits until
     ``publish_changes`` puts it before the public.
     """
-    if letter.status_enum is LetterStatus.SENT:
-        raise LetterError("This letter has been sent: its text is final.")
+    _refuse_if_sent(letter)
     text = _check_text(text)
     if _same_text(letter.current_revision, text):
         return None
@@ -189,6 +193,7 @@ def update_settings(
     embargo_until: datetime | None,
     meeting: Meeting | None,
 ) -> None:
+    _refuse_if_sent(letter)
     changed = {
         name: str(value)
         for name, value in (
@@ -305,7 +310,11 @@ def diff(old: Revision, new: Revision) -> list[DiffLine]:
 
 
 def save_translation(letter: Letter, language: str, text: LetterText, author: object = None) -> Translation:
-    """Save a translation's text as a new revision of that language."""
+    """Save a translation's text as a new revision of that language.
+
+    Allowed after a letter was sent: a translation made later serves its public page,
+    and each mailing records the revisions it sent.
+    """
     check_language(language)
     if language == letter.language:
         raise LetterError("That is the letter's own language: edit the letter instead.")

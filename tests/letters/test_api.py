@@ -256,8 +256,11 @@ def test_patch_problems(client, make_letter, staff):
     slug = make_letter("Sent", status="sent")
     final = client.patch(f"/api/v1/letters/{slug}", headers=staff, json={"title": "Too late"})
     assert final.status_code == 409 and "its text is final" in final.get_json()["detail"]
-    late_settings = client.patch(f"/api/v1/letters/{slug}", headers=staff, json={"embargo_until": None})
-    assert late_settings.status_code == 200
+    # An embargo set now would take a sent letter off the public pages: settings are final too.
+    late_settings = client.patch(
+        f"/api/v1/letters/{slug}", headers=staff, json={"embargo_until": "2099-01-01T00:00:00Z"}
+    )
+    assert late_settings.status_code == 409 and "settings" in late_settings.get_json()["detail"]
     assert client.patch(f"/api/v1/letters/{slug}", headers=staff, json={"slug": "renamed"}).status_code == 422
     assert client.patch(f"/api/v1/letters/{slug}", headers=staff, json={"meeting_id": 424242}).status_code == 422
     assert client.patch("/api/v1/letters/missing", headers=staff, json={"title": "X"}).status_code == 404
@@ -342,11 +345,14 @@ def test_staff_add_meetings_and_everyone_reads_them(client, staff, members):
     assert refused.status_code == 422 and refused.get_json()["detail"] == "The meeting ends before it starts."
     old = {**MEETING, "title": "Old", "starts_at_local": "2015-09-30T10:00:00", "ends_at_local": None}
     assert client.post("/api/v1/meetings", headers=staff, json=old).status_code == 201
-    listed = client.get("/api/v1/meetings", headers=members).get_json()
+    listed = client.get("/api/v1/meetings", headers=staff).get_json()
     assert [m["title"] for m in listed["items"]] == ["Old", MEETING["title"]] and listed["total"] == 2
-    upcoming = client.get("/api/v1/meetings?upcoming=true", headers=members).get_json()
+    upcoming = client.get("/api/v1/meetings?upcoming=true", headers=staff).get_json()
     assert [m["title"] for m in upcoming["items"]] == [MEETING["title"]]
-    assert client.get(f"/api/v1/meetings/{body['id']}", headers=members).get_json()["title"] == MEETING["title"]
+    # Others see a meeting only while a public letter is written for it.
+    assert client.get("/api/v1/meetings", headers=members).get_json()["total"] == 0
+    assert client.get(f"/api/v1/meetings/{body['id']}", headers=members).status_code == 404
+    assert client.get(f"/api/v1/meetings/{body['id']}", headers=staff).get_json()["title"] == MEETING["title"]
     assert client.get("/api/v1/meetings/999999", headers=members).status_code == 404
     assert client.post("/api/v1/meetings", headers=members, json=MEETING).status_code == 403
 
