@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import click
 import pyotp
+from flask import current_app
 from flask.cli import AppGroup
 
 from campaign.admin.services import SettingsData, get_settings, update_settings
@@ -99,6 +100,8 @@ def load_letters(author: User | None) -> None:
 @demo_cli.command("load")
 def load() -> None:
     """Load the demo coalition (again, harmlessly, if it is there)."""
+    if current_app.config["APP_ENV"] == "production":
+        raise click.ClickException("demo accounts have a published password: not loaded with APP_ENV=production")
     accounts = load_accounts()
     db.session.commit()
     load_letters(next((user for user, _ in accounts if user.role == "coordinator"), None))

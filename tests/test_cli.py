@@ -224,3 +224,10 @@ def test_demo_load_keeps_what_an_admin_changed(app, runner):
     with app.app_context():
         assert db.session.get(CoalitionSettings, 1).name == "Renamed Coalition"
     assert _user(app, admin_email).name == "Renamed Admin"
+
+
+def test_demo_load_refuses_production(separate_app):
+    production = separate_app(APP_ENV="production", SECRET_KEY="a-real-secret-for-this-test")
+    result = production.test_cli_runner().invoke(args=["demo", "load"])
+    assert result.exit_code != 0
+    assert "APP_ENV=production" in result.output

@@ -35,6 +35,22 @@ def _check_pending(signature: Signature) -> None:
         raise SignatureError(f"{signature.organisation_name}'s signature is {state}, not awaiting approval.")
 
 
+def _claim(signature: Signature, status: SignatureStatus) -> None:
+    """Move the row out of pending approval only if it is still there, so two coordinators
+    deciding at once cannot both succeed (and the signer is told one outcome)."""
+    _check_pending(signature)
+    claimed = db.session.execute(
+        sa.update(Signature)
+        .where(Signature.id == signature.id, Signature.status == SignatureStatus.PENDING_APPROVAL.value)
+        .values(status=status.value)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if not claimed:
+        db.session.refresh(signature)
+        _check_pending(signature)
+    signature.status = status.value
+
+
 def _clean_reason(reason: str) -> str:
     reason = " ".join((reason or "").split())
     if not reason:
@@ -46,9 +62,8 @@ def _clean_reason(reason: str) -> str:
 
 def approve(signature: Signature, actor: Any) -> Signature:
     """Approve a signature awaiting approval: it counts publicly from now."""
-    _check_pending(signature)
+    _claim(signature, SignatureStatus.APPROVED)
     now = utcnow()
-    signature.status = SignatureStatus.APPROVED.value
     signature.decided_at = signature.approved_at = now
     signature.decided_by_id = getattr(actor, "id", None)
     signature.rejection_reason = ""
@@ -66,9 +81,8 @@ def approve(signature: Signature, actor: Any) -> Signature:
 
 def reject(signature: Signature, reason: str, actor: Any) -> Signature:
     """Reject a signature awaiting approval, with a reason the signer is told."""
-    _check_pending(signature)
     reason = _clean_reason(reason)
-    signature.status = SignatureStatus.REJECTED.value
+    _claim(signature, SignatureStatus.REJECTED)
     signature.decided_at = utcnow()
     signature.decided_by_id = getattr(actor, "id", None)
     signature.rejection_reason = reason
