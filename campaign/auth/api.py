@@ -203,7 +203,9 @@ def get_user(id: int) -> Any:
 def update_user(data: dict[str, Any], id: int) -> Any:
     """Change a user's name, role, organisation or active state (admins)."""
     user = db.session.get(User, id) or abort(404)
-    organisation = _organisation_or_problem(data["organisation"]) if "organisation" in data else user.organisation
+    organisation = (
+        _organisation_or_problem(data["organisation_slug"]) if "organisation_slug" in data else user.organisation
+    )
     try:
         services.update_user(
             user,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from urllib.parse import urlsplit
 
 from flask import abort, current_app, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required, login_user, logout_user
@@ -37,7 +38,14 @@ def _email_key() -> str:
 
 
 def _safe_next(target: str | None) -> str:
-    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+    """A path on this site, or the home page: no scheme, no host, nothing a browser strips into one."""
+    if (
+        target
+        and target.startswith("/")
+        and not any(ch <= " " or ch in "\x7f\\" for ch in target)
+        and not urlsplit(target).netloc
+        and not target.startswith("//")
+    ):
         return target
     return url_for("main.index")
 

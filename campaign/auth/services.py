@@ -183,7 +183,8 @@ def update_user(user: User, *, name: str, role: str, organisation: Organisation 
     user.name = " ".join(name.split()) or user.email
     user.role = parsed.value
     user.organisation = organisation if parsed is Role.MEMBER else None
-    if user.active and not active:
+    if (user.active and not active) or before["role"] != parsed.value:
+        # A new role signs in again: a promoted member must set up two-factor sign-in first.
         user.session_token = new_session_token()
     user.active = active
     if parsed not in (Role.ADMIN, Role.COORDINATOR) and user.totp_secret:

@@ -222,3 +222,12 @@ def test_a_user_cannot_revoke_someone_elses_token(app, client, auth, member, mak
         row = db.session.scalar(sa.select(ApiToken))
     auth.login(member)
     assert client.post(f"/account/tokens/{row.id}/revoke").status_code == 404
+
+
+def test_patch_moves_a_member_to_another_organisation(app, client, admin, member, token_for):
+    with app.app_context():
+        other = factories.organisation("Moved To Org", country="KE")
+        slug = other.slug
+    response = client.patch(f"/api/v1/users/{member.id}", headers=bearer(token_for(admin)), json={"organisation": slug})
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert response.get_json()["organisation"] == slug

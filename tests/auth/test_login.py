@@ -143,3 +143,26 @@ def test_changing_password_signs_out_other_sessions(app, auth, client, member):
     assert response.status_code == 302
     assert "Signed in as" in client.get("/").get_data(as_text=True)
     assert "Signed in as" not in other.get("/").get_data(as_text=True)
+
+
+@pytest.mark.parametrize("target", ["/\t/evil.example", "/%09/evil.example", "/\n/evil.example", "/ /evil.example"])
+def test_next_with_control_characters_stays_on_this_site(client, make_account, target):
+    from urllib.parse import unquote
+
+    account = make_account("member")
+    response = client.post(
+        "/login", query_string={"next": unquote(target)}, data={"email": account.email, "password": factories.PASSWORD}
+    )
+    assert response.headers["Location"] == "/"
+
+
+def test_promotion_signs_the_user_out_until_two_factor_is_set_up(app, client, auth, member, make_account):
+    from campaign.auth import services
+
+    auth.login(member)
+    assert client.get("/account").status_code == 200
+    with app.app_context():
+        user = db.session.get(User, member.id)
+        services.update_user(user, name=user.name, role="coordinator", organisation=None, active=True)
+        db.session.commit()
+    assert client.get("/account").status_code == 302  # signed out: the next sign-in enrols a second factor
