@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
 
 def _bool(value: str) -> bool:
@@ -22,6 +23,20 @@ def normalise_database_url(url: str) -> str:
         if url.startswith(prefix):
             return "postgresql+psycopg://" + url[len(prefix) :]
     return url
+
+
+#: Each names the X-Forwarded-* header werkzeug's ProxyFix trusts from that many proxies.
+PROXY_FIX_SETTINGS = (
+    "PROXY_FIX_X_FOR",
+    "PROXY_FIX_X_PROTO",
+    "PROXY_FIX_X_HOST",
+    "PROXY_FIX_X_PORT",
+    "PROXY_FIX_X_PREFIX",
+)
+
+
+#: Hosts a plain-HTTP SendGrid stand-in may run on in production (a benchmark, a local relay).
+LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
 class ConfigurationError(RuntimeError):
@@ -47,8 +62,19 @@ class Config:
     SMTP_TLS: str = "none"  # none | starttls | ssl
     SMTP_TIMEOUT: float = 30.0
     SMTP_CA_FILE: str | None = None  # extra CA bundle for the SMTP server's certificate
+    SENDGRID_API_KEY: str | None = None
+    SENDGRID_API_HOST: str = "https://api.sendgrid.com"  # a local contract server in tests
+    SENDGRID_TIMEOUT: float = 30.0  # seconds to wait for SendGrid's answer
+    # The event webhook's verification key (base64 DER, as SendGrid shows it); unset, every post is refused.
+    SENDGRID_WEBHOOK_PUBLIC_KEY: str | None = None
+    SENDGRID_WEBHOOK_MAX_AGE: int = 300  # seconds a signed post's timestamp may be off, either way
+    SENDGRID_WEBHOOK_MAX_BYTES: int = 4 * 1024 * 1024  # SendGrid posts batches of up to about 768 KB
     QUEUE_MODE: str = "auto"  # auto | inline | redis
     REMINDER_DAYS: int = 3  # days before a letter's deadline that invited organisations are reminded
+    MAILING_RATE: int = 600  # messages a minute a new mailing sends at, across all workers
+    MAILING_CHUNK: int = 50  # deliveries one mail job claims and sends
+    MAILING_LEASE: int = 300  # seconds a worker holds a delivery it is sending; then it is uncertain
+    WORKER_MAINTENANCE_SECONDS: float = 30.0  # how often `flask worker` puts back lost work and expires leases
     MAX_CONTENT_LENGTH: int = 8 * 1024 * 1024
     LOGO_MAX_BYTES: int = 512 * 1024
     PASSWORD_RESET_MAX_AGE: int = 3600
@@ -56,6 +82,13 @@ class Config:
     LOGIN_RATE_LIMIT: str = "10 per minute;60 per hour"
     SIGNON_RATE_LIMIT: str = "5 per minute;30 per hour"  # per IP: public sign-on, its confirmation, signer data
     RATELIMIT_ENABLED: bool = True
+    PAGE_CACHE_SECONDS: int = 60  # longest life of a public letter page kept in Redis; 0 turns the cache off
+    # How many proxies in front set each X-Forwarded-* header (werkzeug's ProxyFix); 0 trusts none.
+    PROXY_FIX_X_FOR: int = 0
+    PROXY_FIX_X_PROTO: int = 0
+    PROXY_FIX_X_HOST: int = 0
+    PROXY_FIX_X_PORT: int = 0
+    PROXY_FIX_X_PREFIX: int = 0
     ARGON2_TIME_COST: int = 3
     ARGON2_MEMORY_COST: int = 65536
     TWO_FACTOR_ISSUER: str = "Demarche"
@@ -90,12 +123,24 @@ class Config:
         "SMTP_TLS": str,
         "SMTP_TIMEOUT": float,
         "SMTP_CA_FILE": str,
+        "SENDGRID_API_KEY": str,
+        "SENDGRID_API_HOST": lambda v: v.rstrip("/"),
+        "SENDGRID_TIMEOUT": float,
+        "SENDGRID_WEBHOOK_PUBLIC_KEY": str,
+        "SENDGRID_WEBHOOK_MAX_AGE": int,
+        "SENDGRID_WEBHOOK_MAX_BYTES": int,
         "QUEUE_MODE": str,
         "REMINDER_DAYS": int,
+        "MAILING_RATE": int,
+        "MAILING_CHUNK": int,
+        "MAILING_LEASE": int,
+        "WORKER_MAINTENANCE_SECONDS": float,
         "MAX_CONTENT_LENGTH": int,
         "LOGIN_RATE_LIMIT": str,
         "SIGNON_RATE_LIMIT": str,
         "RATELIMIT_ENABLED": _bool,
+        "PAGE_CACHE_SECONDS": int,
+        **dict.fromkeys(PROXY_FIX_SETTINGS, int),
         "SESSION_COOKIE_SECURE": _bool,
     }
 
@@ -112,14 +157,26 @@ class Config:
 
     def validate(self) -> None:
         """Refuse settings that cannot run; development accepts everything."""
-        if self.MAIL_BACKEND not in {"outbox", "smtp"}:
-            raise ConfigurationError(f"MAIL_BACKEND must be outbox or smtp, not {self.MAIL_BACKEND!r}")
+        if self.MAIL_BACKEND not in {"outbox", "smtp", "sendgrid"}:
+            raise ConfigurationError(f"MAIL_BACKEND must be outbox, smtp or sendgrid, not {self.MAIL_BACKEND!r}")
+        if self.MAIL_BACKEND == "sendgrid":
+            if not self.SENDGRID_API_KEY:
+                raise ConfigurationError("MAIL_BACKEND=sendgrid needs SENDGRID_API_KEY in the environment")
+            if not self.SENDGRID_API_HOST.startswith(("https://", "http://")):
+                raise ConfigurationError("SENDGRID_API_HOST must be an http(s) URL")
+            if not self.SENDGRID_TIMEOUT > 0:
+                raise ConfigurationError("SENDGRID_TIMEOUT must be a number of seconds above 0")
+        if not self.SENDGRID_WEBHOOK_MAX_AGE > 0 or not self.SENDGRID_WEBHOOK_MAX_BYTES > 0:
+            raise ConfigurationError("SENDGRID_WEBHOOK_MAX_AGE and SENDGRID_WEBHOOK_MAX_BYTES must be above 0")
         if self.SMTP_TLS not in {"none", "starttls", "ssl"}:
             raise ConfigurationError("SMTP_TLS must be none, starttls or ssl")
         if self.QUEUE_MODE not in {"auto", "inline", "redis"}:
             raise ConfigurationError("QUEUE_MODE must be auto, inline or redis")
         if self.QUEUE_MODE == "redis" and not self.REDIS_URL:
             raise ConfigurationError("QUEUE_MODE=redis needs REDIS_URL")
+        for name in PROXY_FIX_SETTINGS:
+            if getattr(self, name) < 0:
+                raise ConfigurationError(f"{name} must be a number of proxies, 0 or more")
 
     def as_dict(self) -> dict[str, Any]:
         names = {n for klass in type(self).__mro__ for n in vars(klass) if n.isupper()}
@@ -137,6 +194,8 @@ class TestingConfig(Config):
     TESTING = True
     SECRET_KEY = "testing-secret-key"  # noqa: S105
     RATELIMIT_ENABLED = False
+    # Tests count queries and roll the database back under kept pages; the page-cache tests turn it on.
+    PAGE_CACHE_SECONDS = 0
     ARGON2_TIME_COST = 1
     ARGON2_MEMORY_COST = 1024
     SITE_URL = "http://localhost"
@@ -153,9 +212,18 @@ class ProductionConfig(Config):
 
     def validate(self) -> None:
         super().validate()
-        missing = [name for name in ("SECRET_KEY", "DATABASE_URL") if not getattr(self, name)]
+        missing = [name for name in ("SECRET_KEY", "DATABASE_URL", "REDIS_URL") if not getattr(self, name)]
         if missing:
-            raise ConfigurationError("APP_ENV=production needs " + " and ".join(missing) + " in the environment")
+            names = ", ".join(missing[:-1]) + " and " + missing[-1] if len(missing) > 1 else missing[0]
+            why = (
+                " (without Redis each process keeps its own rate-limit counters, so the limits do not hold)"
+                if "REDIS_URL" in missing
+                else ""
+            )
+            raise ConfigurationError(f"APP_ENV=production needs {names} in the environment{why}")
+        sendgrid = urlsplit(self.SENDGRID_API_HOST)
+        if self.MAIL_BACKEND == "sendgrid" and sendgrid.scheme != "https" and sendgrid.hostname not in LOOPBACK:
+            raise ConfigurationError("SENDGRID_API_HOST must be an https URL in production: it carries the API key")
 
 
 CONFIGS: dict[str, type[Config]] = {

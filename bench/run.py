@@ -171,6 +171,9 @@ def main() -> int:
     from bench.signatures import run as signatures_bench
 
     signatures_bench(env, workdir, hello, inserts)
+    from bench.mailings import run as mailings_bench
+
+    mailings_bench(env, workdir, emit)
     shutil.rmtree(workdir, ignore_errors=True)
     return 0
 

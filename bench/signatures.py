@@ -2,7 +2,9 @@
 
 ``letter_page_1000_signatories``: wrk on the public page of an open letter with 1,000
 approved signatures (bulk-inserted), against the hello-world floor.  wrk sends no
-``If-None-Match``, so this measures the page itself, not the 304 path.
+``If-None-Match``, so this measures the page itself, not the 304 path; and no cookie, so
+with ``REDIS_URL`` set the first request renders the page and ``campaign.pagecache``
+answers the others, as it answers anonymous readers (without Redis each one renders).
 
 ``sign_on_post``: the public sign-on form posted by a Python load loop, against the
 bare one-row insert floor.  Each thread opens a keep-alive connection, GETs the form
@@ -184,6 +186,8 @@ def run(env: dict[str, str], workdir: Path, hello: float, inserts: float) -> Non
     from bench.run import WRK_SECONDS, emit, gunicorn, wrk
 
     page_slug, signon_slug = prepare(env)
+    if not env.get("REDIS_URL"):
+        print("REDIS_URL is not set: the letter page is rendered for every request", file=sys.stderr)
     served = dict(env, SIGNON_RATE_LIMIT="1000000 per minute")
     with gunicorn("wsgi:app", served, workdir, "/healthz") as port:
         emit("letter_page_1000_signatories", wrk(port, f"/letters/{page_slug}"), "req/s", hello)

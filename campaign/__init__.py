@@ -9,7 +9,7 @@ from typing import Any
 
 from flask import Flask
 
-from config import Config, load_config
+from config import PROXY_FIX_SETTINGS, Config, ConfigurationError, load_config
 
 
 def create_app(config: Config | type[Config] | Mapping[str, Any] | None = None) -> Flask:
@@ -18,6 +18,7 @@ def create_app(config: Config | type[Config] | Mapping[str, Any] | None = None) 
     settings = load_config(config)
     app.config.from_mapping(settings.as_dict())
     register_paths(app)
+    register_proxy(app)
     register_logging(app)
     register_extensions(app)
     register_clients(app)
@@ -38,6 +39,19 @@ def register_paths(app: Flask) -> None:
     app.config["SQLALCHEMY_DATABASE_URI"] = app.config["DATABASE_URL"]
     if not app.config["OUTBOX_DIR"]:
         app.config["OUTBOX_DIR"] = os.path.join(app.instance_path, "outbox")
+
+
+def register_proxy(app: Flask) -> None:
+    """Behind proxies, take the client's address (and scheme, host…) from the X-Forwarded-* headers.
+
+    Rate limits and the audit log use ``request.remote_addr``.  Only as many hops as
+    configured are trusted, none by default: a client can send these headers itself.
+    """
+    hops = {name.removeprefix("PROXY_FIX_").lower(): app.config[name] for name in PROXY_FIX_SETTINGS}
+    if any(hops.values()):
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        app.wsgi_app = ProxyFix(app.wsgi_app, **hops)  # type: ignore[method-assign]
 
 
 def register_logging(app: Flask) -> None:
@@ -64,7 +78,8 @@ def register_extensions(app: Flask) -> None:
 
 
 def register_clients(app: Flask) -> None:
-    """Clients for outside services, one set per application."""
+    """Clients for outside services, one set per application; the page cache uses Redis."""
+    from campaign import pagecache
     from campaign.mailings.backends import build_backend
 
     app.extensions["redis"] = None
@@ -75,6 +90,14 @@ def register_clients(app: Flask) -> None:
             app.config["REDIS_URL"], socket_connect_timeout=2, socket_timeout=5
         )
     app.extensions["mail_backend"] = build_backend(app.config)
+    pagecache.install(app)
+    if app.config["SENDGRID_WEBHOOK_PUBLIC_KEY"]:
+        from campaign.mailings.sendgrid import event_public_key
+
+        try:
+            event_public_key(app.config["SENDGRID_WEBHOOK_PUBLIC_KEY"])
+        except ValueError as exc:
+            raise ConfigurationError(f"SENDGRID_WEBHOOK_PUBLIC_KEY is {exc}") from None
 
 
 def register_blueprints(app: Flask) -> None:
@@ -83,9 +106,11 @@ def register_blueprints(app: Flask) -> None:
     from campaign.auth import users_bp
     from campaign.contacts import bp as contacts_bp
     from campaign.db import IdConverter
+    from campaign.extensions import csrf
     from campaign.letters import bp as letters_bp
     from campaign.letters import meetings_bp, public_bp
     from campaign.mailings import bp as mailings_bp
+    from campaign.mailings.webhooks import bp as webhooks_bp
     from campaign.main import bp as main_bp
     from campaign.signatures import admin_bp as signatures_admin_bp
     from campaign.signatures import bp as signatures_bp
@@ -93,8 +118,10 @@ def register_blueprints(app: Flask) -> None:
     app.url_map.converters["id"] = IdConverter
     blueprints = (main_bp, auth_bp, users_bp, admin_bp, mailings_bp, letters_bp, meetings_bp, public_bp, contacts_bp)
     blueprints += (signatures_bp, signatures_admin_bp)
+    blueprints += (webhooks_bp,)
     for blueprint in blueprints:
         app.register_blueprint(blueprint)
+    csrf.exempt(webhooks_bp)  # SendGrid signs its posts instead
 
 
 def register_api(app: Flask) -> None:
@@ -125,8 +152,12 @@ def register_jobs(app: Flask) -> None:
     """Import every domain's job handlers, so any process can run any job."""
     import campaign.mailings.jobs  # noqa: F401
     from campaign import queue
+    from campaign.auth import jobs as auth_jobs  # noqa: F401 - registers auth.password_link
+    from campaign.mailings import sending, tracking
     from campaign.signatures import jobs as signature_jobs  # noqa: F401 - registers signatures.remind
 
+    queue.sweeper(sending.expire_leases)
+    queue.sweeper(tracking.apply_waiting)  # after expire_leases: events waiting on a send that became uncertain
     queue.install(app)
 
 
@@ -135,11 +166,13 @@ def register_commands(app: Flask) -> None:
     from campaign.contacts.cli import contacts_cli
     from campaign.demo import demo_cli
     from campaign.letters.cli import letters_cli
+    from campaign.mailings.cli import mailings_cli
     from campaign.worker import worker_command
 
     app.cli.add_command(users_cli)
     app.cli.add_command(tokens_cli)
     app.cli.add_command(letters_cli)
     app.cli.add_command(contacts_cli)
+    app.cli.add_command(mailings_cli)
     app.cli.add_command(demo_cli)
     app.cli.add_command(worker_command)

@@ -99,7 +99,26 @@ def install_engine_hooks(engine: sa.Engine) -> None:
 
     @sa.event.listens_for(engine, "begin")
     def _on_begin(connection: sa.Connection) -> None:
-        connection.exec_driver_sql("BEGIN")
+        immediate = connection.get_execution_options().get(IMMEDIATE, False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+#: Execution option: on SQLite, begin the transaction with ``BEGIN IMMEDIATE`` (take the write lock first).
+IMMEDIATE = "demarche_begin_immediate"
+
+
+def begin_write(session: Any) -> None:
+    """Start the session's next transaction as a writer.
+
+    On SQLite, ``BEGIN IMMEDIATE``: a transaction that reads and then writes could
+    otherwise fail with "database is locked" when another writer came in between.
+    Other databases lock per row and need nothing.  Call it with no transaction open.
+    """
+    if isinstance(session, sa.orm.scoped_session):
+        session = session()
+    if session.in_transaction():
+        raise RuntimeError("commit or roll back before beginning a write transaction")
+    session.connection(execution_options={IMMEDIATE: True})
 
 
 def render_item(type_: str, obj: Any, autogen_context: Any) -> str | bool:

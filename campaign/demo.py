@@ -16,6 +16,7 @@ from campaign.auth import services, twofactor
 from campaign.auth.models import Organisation, User
 from campaign.contacts.demo import load_contacts
 from campaign.extensions import db
+from campaign.mailings.demo import load_mailings
 from campaign.signatures.demo import load_signatures
 
 demo_cli = AppGroup("demo", help="Demonstration data.")
@@ -108,6 +109,8 @@ def load() -> None:
     coordinator = next((user for user, _ in accounts if user.role == "coordinator"), None)
     load_contacts(coordinator)
     load_signatures(next((user for user, _ in accounts if user.role == "member"), None), coordinator)
+    reviewer = next((user for user, _ in accounts if user.role == "coordinator" and user is not coordinator), None)
+    load_mailings(coordinator, reviewer)
     click.echo("Demo data loaded. Sign in at /login with these accounts:")
     click.echo(f"  password for all: {DEMO_PASSWORD}")
     for user, secret in accounts:

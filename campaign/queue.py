@@ -24,12 +24,13 @@ import sqlalchemy as sa
 from flask import current_app
 from sqlalchemy.orm import Mapped, mapped_column
 
-from campaign.db import utcnow
+from campaign.db import begin_write, utcnow
 from campaign.extensions import db
 
 log = logging.getLogger(__name__)
 
-QUEUES = ("high", "default", "low")
+#: In the order a worker takes them: account emails first, then mailings' chunks, then the rest.
+QUEUES = ("high", "mail", "default", "low")
 LEASE = timedelta(minutes=10)
 #: A queued job RQ has held this long without running it is checked against Redis.
 STALE = timedelta(seconds=60)
@@ -74,8 +75,20 @@ class Job(db.Model):
         return min(100, round(100 * self.progress / self.total))
 
 
+class PermanentJobError(RuntimeError):
+    """Raised by a handler when trying again cannot help: the job fails at once."""
+
+
 Handler = Callable[..., None]
 _HANDLERS: dict[str, tuple[Handler, str, int]] = {}
+_SWEEPERS: list[Callable[[], object]] = []
+
+
+def sweeper(function: Callable[[], object]) -> Callable[[], object]:
+    """Register ``function`` to run with ``recover`` (the worker's maintenance loop)."""
+    if function not in _SWEEPERS:
+        _SWEEPERS.append(function)
+    return function
 
 
 def job(kind: str, queue: str = "default", max_attempts: int = 3) -> Callable[[Handler], Handler]:
@@ -180,6 +193,8 @@ def worker_name() -> str:
 
 def run_job(job_id: int) -> None:
     """Claim the job and run its handler; the RQ entry point and the inline runner."""
+    db.session.commit()  # callers' reads end here: the claim starts as a writer (SQLite)
+    begin_write(db.session)
     now = utcnow()
     claimed = db.session.execute(
         sa.update(Job)
@@ -218,7 +233,7 @@ def _record_failure(job_id: int, exc: Exception) -> None:
     row = db.session.get(Job, job_id)
     row.error = "".join(traceback.format_exception_only(exc)).strip()[:4000]
     row.lease_until = None
-    if row.attempts < row.max_attempts:
+    if row.attempts < row.max_attempts and not isinstance(exc, PermanentJobError):
         row.status = JobStatus.QUEUED.value
         row.due_at = utcnow() + timedelta(seconds=30 * 2 ** (row.attempts - 1))
         log.warning("job %s (%s): failed, retrying at %s: %s", row.id, row.kind, row.due_at, row.error)
@@ -260,6 +275,8 @@ def recover() -> int:
         .execution_options(synchronize_session=False)
     )
     db.session.commit()
+    for sweep in _SWEEPERS:
+        sweep()
     if mode() != "redis":
         return 0
     from rq.exceptions import NoSuchJobError

@@ -1,4 +1,4 @@
-"""Markdown to sanitised HTML: the one place letters become markup.
+"""Markdown to sanitised HTML, and sandboxed personalisation: the one place text becomes markup.
 
 Python-Markdown (tables, smart quotes, footnotes) renders, then nh3 keeps only an
 allowlist: no script, style, iframe, form, event handler or ``javascript:`` /
@@ -8,12 +8,19 @@ sanitiser removed, so the editor can warn the author.
 
 from __future__ import annotations
 
+import functools
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
+from types import SimpleNamespace
+from typing import Any
 
 import markdown
 import nh3
+from jinja2 import StrictUndefined, Template, TemplateSyntaxError, UndefinedError, nodes, pass_eval_context
+from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
+from jinja2.utils import missing
 
 ALLOWED_TAGS = frozenset(
     {
@@ -140,3 +147,200 @@ def plain_text(html: str) -> str:
     from html import unescape
 
     return re.sub(r"\n{3,}", "\n\n", unescape(text)).strip()
+
+
+# Personalisation: subjects and introductions written by coordinators as Jinja templates
+# and rendered once per recipient in the sandbox.  Undefined names are errors, the HTML
+# part is autoescaped, the subject and text part stay plain ("O'Neill" stays "O'Neill").
+# A template has output, conditions and loops (not nested), a short list of filters and no
+# globals (no range, no lipsum), so it cannot recurse or loop without bound; the operators,
+# filters and text methods that build large values are capped, and so is the output.
+
+#: Longest text a template may produce for one recipient, and longest value it may build.
+MAX_OUTPUT = 20_000
+#: Largest integer a template may compute with ``**``, in bits.
+_MAX_POWER_BITS = 4096
+_FILTERS = (
+    "abs", "capitalize", "count", "d", "default", "e", "escape", "first", "float", "int", "join",
+    "last", "length", "list", "lower", "replace", "round", "sort", "string", "striptags", "title",
+    "trim", "truncate", "unique", "upper", "wordcount",
+)  # fmt: skip
+#: Methods of text that build longer text; the ``replace`` and ``join`` filters do it within bounds.
+_GROWING_METHODS = frozenset(
+    {"center", "expandtabs", "format", "format_map", "join", "ljust", "replace", "rjust", "zfill"}
+)
+#: The statements a template may use, and the tag each refused one is written with.
+_STATEMENTS = (nodes.Output, nodes.If, nodes.For)
+_TAGS = {
+    nodes.Extends: "extends", nodes.Include: "include", nodes.Import: "import",
+    nodes.FromImport: "from … import", nodes.Macro: "macro", nodes.CallBlock: "call",
+    nodes.Assign: "set", nodes.AssignBlock: "set", nodes.With: "with", nodes.Block: "block",
+    nodes.FilterBlock: "filter", nodes.ScopedEvalContextModifier: "autoescape",
+    nodes.EvalContextModifier: "autoescape",
+}  # fmt: skip
+
+
+class TemplateError(ValueError):
+    """A template that does not compile or does not render; the message says where and why."""
+
+
+class MergeFields(SimpleNamespace):
+    """The fields of one thing a template may name (``contact``, ``letter``…), labelled for errors."""
+
+    def __init__(self, label: str, /, **fields: Any) -> None:
+        super().__init__(**fields)
+        object.__setattr__(self, "_label", label)
+
+
+class _Undefined(StrictUndefined):
+    """Undefined names fail, with a message a coordinator can act on."""
+
+    __slots__ = ()
+
+    @property
+    def _undefined_message(self) -> str:
+        if self._undefined_hint:
+            return self._undefined_hint
+        if self._undefined_obj is missing:
+            return f"{self._undefined_name!r} is not a merge field"
+        if self._undefined_obj is None:
+            return f"no value to take {self._undefined_name!r} from (is it empty for this letter?)"
+        owner = getattr(self._undefined_obj, "_label", None)
+        if owner is None:
+            return f"{self._undefined_name!r} is not available here"
+        return f"{owner} has no field {self._undefined_name!r}"
+
+
+def _check_size(size: int) -> None:
+    if size > MAX_OUTPUT:
+        raise SecurityError("the result would be too long")
+
+
+class _Sandbox(ImmutableSandboxedEnvironment):
+    intercepted_binops = frozenset({"*", "**", "%"})
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        sized = (str, bytes, list, tuple)
+        if operator == "*":
+            count, item = (right, left) if isinstance(left, sized) else (left, right)
+            if isinstance(item, sized) and isinstance(count, int):
+                _check_size(len(item) * count)
+            return left * right
+        if operator == "**":
+            if isinstance(right, int | float) and abs(right) > 64:
+                raise SecurityError("exponent too large")
+            if isinstance(left, int) and isinstance(right, int) and abs(left).bit_length() * right > _MAX_POWER_BITS:
+                raise SecurityError("the result would be too large")
+            return left**right
+        if isinstance(left, str | bytes):
+            raise SecurityError("the % operator is not available for text; use the merge fields")
+        return left % right
+
+    def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
+        # Otherwise ``'x'.ljust(10**9)`` allocates a gigabyte before the output is measured.
+        if isinstance(obj, str | bytes) and attr in _GROWING_METHODS:
+            return False
+        return super().is_safe_attribute(obj, attr, value)
+
+    def wrap_str_format(self, value: Any) -> None:
+        """No ``str.format``: it reaches ``is_safe_attribute``, which refuses it."""
+        return None
+
+
+def _bounded_replace(replace: Callable[..., str]) -> Callable[..., str]:
+    @pass_eval_context
+    def bounded(eval_ctx: Any, value: Any, old: Any, new: Any, count: int | None = None) -> str:
+        text, old_text, new_text = str(value), str(old), str(new)
+        hits = text.count(old_text) if old_text else len(text) + 1
+        if count is not None and count >= 0:
+            hits = min(hits, count)
+        # Escaping can make the new text up to six times longer ("'" is "&#39;").
+        growth = len(new_text) * (6 if eval_ctx.autoescape else 1) - len(old_text)
+        _check_size(len(text) + hits * max(growth, 0))
+        return replace(eval_ctx, value, old, new, count)
+
+    return bounded
+
+
+def _bounded_join(join: Callable[..., str]) -> Callable[..., str]:
+    @pass_eval_context
+    def bounded(eval_ctx: Any, value: Any, d: Any = "", attribute: Any = None) -> str:
+        items = list(value)
+        _check_size(len(str(d)) * max(len(items) - 1, 0))
+        return join(eval_ctx, items, d, attribute)
+
+    return bounded
+
+
+@functools.cache
+def _environment(html: bool) -> _Sandbox:
+    env = _Sandbox(autoescape=html, undefined=_Undefined, keep_trailing_newline=False)
+    env.filters = {name: env.filters[name] for name in _FILTERS}
+    env.filters["replace"] = _bounded_replace(env.filters["replace"])
+    env.filters["join"] = _bounded_join(env.filters["join"])
+    env.globals = {}
+    return env
+
+
+def _check_statements(tree: nodes.Template) -> None:
+    """Refuse what a mailing template has no use for and what could recurse or run long."""
+    for node in tree.find_all(nodes.Stmt):
+        if isinstance(node, nodes.Scope):
+            continue  # {% autoescape %} wraps its node in one; that node is reported
+        if not isinstance(node, _STATEMENTS):
+            tag = _TAGS.get(type(node), type(node).__name__.lower())
+            raise TemplateError(
+                f"line {node.lineno}: {{% {tag} %}} is not available; use merge fields, {{% if %}} and {{% for %}}"
+            )
+        if isinstance(node, nodes.For) and node.recursive:
+            raise TemplateError(f"line {node.lineno}: recursive loops are not available")
+        if isinstance(node, nodes.For) and any(True for _ in node.find_all(nodes.For)):
+            raise TemplateError(f"line {node.lineno}: a loop cannot contain another loop")
+    for name in tree.find_all(nodes.Name):
+        if name.name == "self":
+            raise TemplateError(f"line {name.lineno}: 'self' is not a merge field")
+
+
+def compile_template(source: str, *, html: bool = False) -> Template:
+    """The template compiled in the sandbox, or a ``TemplateError`` naming the line."""
+    env = _environment(html)
+    try:
+        tree = env.parse(source)
+        _check_statements(tree)
+        return env.from_string(tree)
+    except TemplateSyntaxError as exc:
+        raise TemplateError(f"line {exc.lineno}: {exc.message}") from exc
+
+
+def _render(template: Template, context: dict[str, Any]) -> str:
+    """The output, measured as it is produced: a long loop fails before it fills the memory."""
+    chunks, size = [], 0
+    for chunk in template.generate(context):
+        size += len(chunk)
+        if size > MAX_OUTPUT:
+            raise TemplateError(f"the text is longer than {MAX_OUTPUT:,} characters")
+        chunks.append(chunk)
+    return "".join(chunks)
+
+
+def personalise(source: str | Template, context: dict[str, Any], *, html: bool = False) -> str:
+    """Render a template for one recipient; any failure becomes a ``TemplateError``."""
+    template = compile_template(source, html=html) if isinstance(source, str) else source
+    try:
+        return _render(template, context)
+    except TemplateError:
+        raise
+    except SecurityError as exc:
+        raise TemplateError(f"not allowed: {exc}") from exc
+    except UndefinedError as exc:
+        raise TemplateError(str(exc.message)) from exc
+    except TemplateSyntaxError as exc:
+        raise TemplateError(f"line {exc.lineno}: {exc.message}") from exc
+    except (TypeError, ValueError, ArithmeticError, LookupError, RecursionError) as exc:
+        raise TemplateError(f"{type(exc).__name__}: {exc}") from exc
+
+
+def paragraphs_html(escaped: str) -> str:
+    """Already-escaped text as HTML paragraphs: blank lines part paragraphs, newlines break lines."""
+    blocks = [block.strip() for block in re.split(r"\n\s*\n", escaped.replace("\r\n", "\n")) if block.strip()]
+    return "\n".join('<p dir="auto">' + "<br>\n".join(block.split("\n")) + "</p>" for block in blocks)

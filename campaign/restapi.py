@@ -159,9 +159,10 @@ def _blueprints() -> list[Blueprint]:
     from campaign.auth.api import blp as auth_api
     from campaign.contacts.api import blp as contacts_api
     from campaign.letters.api import blp as letters_api
+    from campaign.mailings.api import blp as mailings_api
     from campaign.signatures.api import blp as signatures_api
 
-    return [auth_api, letters_api, contacts_api, signatures_api]
+    return [auth_api, letters_api, contacts_api, signatures_api, mailings_api]
 
 
 def install_api(app: Flask) -> None:

@@ -1,6 +1,6 @@
 """``flask worker``: runs background jobs inside the application context.
 
-With Redis: an RQ worker (with its scheduler) on the queues ``high``, ``default``
+With Redis: an RQ worker (with its scheduler) on the queues ``high``, ``mail``, ``default``
 and ``low``, plus a maintenance thread that puts back work whose worker died and
 re-enqueues due work that Redis lost.  Without Redis: a loop that polls the
 database for due jobs.
@@ -59,7 +59,8 @@ def build_worker(app: Flask, simple: bool = False) -> Worker:
 
 
 def _maintenance(app: Flask, stop: threading.Event) -> None:
-    while not stop.wait(MAINTENANCE_SECONDS):
+    interval = float(app.config.get("WORKER_MAINTENANCE_SECONDS") or MAINTENANCE_SECONDS)
+    while not stop.wait(interval):
         try:
             with app.app_context():
                 queue.recover()
@@ -71,8 +72,14 @@ def _poll(app: Flask, burst: bool, interval: float) -> None:
     log.info("no Redis: polling the database for due jobs every %ss", interval)
     while True:
         with app.app_context():
-            queue.recover()
-            ran = queue.run_due()
+            try:
+                queue.recover()
+                ran = queue.run_due()
+            except Exception:
+                # A busy database or a failing sweep must not stop the only worker: try again.
+                log.exception("polling for due jobs failed; trying again")
+                db.session.rollback()
+                ran = 0
         if burst and ran == 0:
             return
         if not ran:

@@ -23,6 +23,7 @@ from campaign import create_app
 from campaign.auth.models import User
 from campaign.extensions import db
 from tests import factories
+from tests.mail_guard import RealProviderGuard
 
 REQUIRE_ALL = os.environ.get("DEMARCHE_REQUIRE_ALL") == "1"
 
@@ -46,6 +47,16 @@ def reset_schema(app: Flask) -> None:
         with db.engine.begin() as connection:
             connection.execute(sa.text("DROP TABLE IF EXISTS alembic_version"))
         flask_migrate.upgrade()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_real_mail_provider() -> Iterator[RealProviderGuard]:
+    """Fails any test that would reach a real mail provider: SendGrid requests and SMTP
+    connections go to loopback only (the stand-in, aiosmtpd), whatever the settings say."""
+    with RealProviderGuard().installed() as guard:
+        yield guard
+    if guard.refused:
+        pytest.fail("tests tried to reach real mail providers: " + "; ".join(guard.refused), pytrace=False)
 
 
 @pytest.fixture(scope="session")

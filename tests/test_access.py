@@ -47,6 +47,20 @@ ACCESS = {
     "mailings.outbox": ADMIN,
     "mailings.outbox_message": ADMIN,
     "mailings.outbox_html": ADMIN,
+    "mailings.mailings": STAFF,
+    "mailings.new_mailing": STAFF,
+    "mailings.edit_mailing": STAFF,
+    "mailings.mailing": STAFF,
+    "mailings.progress": STAFF,
+    "mailings.check": STAFF,
+    "mailings.preview": STAFF,
+    "mailings.preview_html": STAFF,
+    "mailings.test_send": STAFF,
+    "mailings.approve": STAFF,
+    "mailings.send": STAFF,
+    "mailings.cancel": STAFF,
+    "mailings.deliveries": STAFF,
+    "mailings.delivery": STAFF,
     "admin.jobs": STAFF,
     "auth.create_token": SIGNED_IN,
     "auth.revoke_token": SIGNED_IN,
@@ -139,9 +153,22 @@ ACCESS = {
     "signatures_api.sign_letter": MEMBERS,
     "signatures_api.approve_signature": STAFF,
     "signatures_api.reject_signature": STAFF,
+    "mailings_api.list_mailings": STAFF,
+    "mailings_api.create_mailing": STAFF,
+    "mailings_api.get_mailing": STAFF,
+    "mailings_api.update_mailing": STAFF,
+    "mailings_api.preview_mailing": STAFF,
+    "mailings_api.check_mailing": STAFF,
+    "mailings_api.approve_mailing": STAFF,
+    "mailings_api.send_mailing": STAFF,
+    "mailings_api.cancel_mailing": STAFF,
+    "mailings_api.list_deliveries": STAFF,
+    "mailings_api.get_delivery": STAFF,
+    "webhooks.sendgrid_events": PUBLIC,  # SendGrid's signature is checked instead (tests/mailings/test_webhook.py)
 }
 API_BLUEPRINTS = ("auth_api", "letters_api", "contacts_api")
 API_BLUEPRINTS += ("signatures_api",)
+API_BLUEPRINTS += ("mailings_api",)
 
 
 def test_every_route_has_an_entry(app):
@@ -165,6 +192,8 @@ def _sample_values(accounts: dict) -> dict[str, object]:
         "lang": "fr",
         "to": "review",
         "signature_id": 999999,
+        "mailing_id": 999999,
+        "delivery_id": 999999,
     }
 
 

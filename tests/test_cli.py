@@ -227,7 +227,9 @@ def test_demo_load_keeps_what_an_admin_changed(app, runner):
 
 
 def test_demo_load_refuses_production(separate_app):
-    production = separate_app(APP_ENV="production", SECRET_KEY="a-real-secret-for-this-test")
+    production = separate_app(
+        APP_ENV="production", SECRET_KEY="a-real-secret-for-this-test", REDIS_URL="redis://127.0.0.1:1/0"
+    )
     result = production.test_cli_runner().invoke(args=["demo", "load"])
     assert result.exit_code != 0
     assert "APP_ENV=production" in result.output

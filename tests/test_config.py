@@ -1,14 +1,21 @@
 """Configuration from the environment, the production guard rails, and the health check."""
 
+import pyotp
 import pytest
+import sqlalchemy as sa
 
 import config
 from campaign import create_app
+from campaign.audit import AuditEvent
 from campaign.extensions import db, limiter
 from config import ConfigurationError, load_config
+from tests import factories
 from tests.conftest import settings_for_tests
 
 POSTGRES = "postgresql+psycopg://demarche:secret@db.example.org:5432/demarche"
+REDIS = "redis://redis.example.org:6379/0"
+#: Nothing listens there: enough for production apps whose tests never reach Redis.
+UNREACHABLE_REDIS = "redis://127.0.0.1:1/0"
 
 
 @pytest.fixture(autouse=True)
@@ -33,10 +40,19 @@ def test_defaults_on_a_fresh_machine():
 @pytest.mark.parametrize(
     ("environment", "missing", "present"),
     [
-        ({}, ["SECRET_KEY", "DATABASE_URL"], []),
-        ({"DATABASE_URL": POSTGRES}, ["SECRET_KEY"], ["DATABASE_URL"]),
-        ({"SECRET_KEY": "s3cret-from-the-vault"}, ["DATABASE_URL"], ["SECRET_KEY"]),
-        ({"SECRET_KEY": "", "DATABASE_URL": POSTGRES}, ["SECRET_KEY"], ["DATABASE_URL"]),
+        ({}, ["SECRET_KEY", "DATABASE_URL", "REDIS_URL"], []),
+        ({"DATABASE_URL": POSTGRES, "REDIS_URL": REDIS}, ["SECRET_KEY"], ["DATABASE_URL", "REDIS_URL"]),
+        ({"SECRET_KEY": "s3cret-from-the-vault", "REDIS_URL": REDIS}, ["DATABASE_URL"], ["SECRET_KEY", "REDIS_URL"]),
+        (
+            {"SECRET_KEY": "", "DATABASE_URL": POSTGRES, "REDIS_URL": REDIS},
+            ["SECRET_KEY"],
+            ["DATABASE_URL", "REDIS_URL"],
+        ),
+        (
+            {"SECRET_KEY": "s3cret-from-the-vault", "DATABASE_URL": POSTGRES},
+            ["REDIS_URL"],
+            ["SECRET_KEY", "DATABASE_URL"],
+        ),
     ],
 )
 def test_production_refuses_to_start_without_its_secrets(monkeypatch, environment, missing, present):
@@ -55,10 +71,23 @@ def test_production_refuses_to_start_without_its_secrets(monkeypatch, environmen
         load_config(config.ProductionConfig)
 
 
+def test_production_without_redis_says_why_it_is_needed(monkeypatch):
+    monkeypatch.setenv("APP_ENV", "production")
+    monkeypatch.setenv("SECRET_KEY", "s3cret-from-the-vault")
+    monkeypatch.setenv("DATABASE_URL", POSTGRES)
+    with pytest.raises(ConfigurationError) as refused:
+        load_config()
+    assert str(refused.value) == (
+        "APP_ENV=production needs REDIS_URL in the environment"
+        " (without Redis each process keeps its own rate-limit counters, so the limits do not hold)"
+    )
+
+
 def test_production_starts_with_its_secrets(monkeypatch):
     monkeypatch.setenv("APP_ENV", "production")
     monkeypatch.setenv("SECRET_KEY", "s3cret-from-the-vault")
     monkeypatch.setenv("DATABASE_URL", "postgres://demarche:secret@db.example.org:5432/demarche")
+    monkeypatch.setenv("REDIS_URL", REDIS)
     settings = load_config()
     assert isinstance(settings, config.ProductionConfig)
     assert settings.SECRET_KEY == "s3cret-from-the-vault"
@@ -74,6 +103,7 @@ def test_environment_overrides_the_defaults_of_every_configuration(monkeypatch, 
     monkeypatch.setenv("APP_ENV", env)
     monkeypatch.setenv("SECRET_KEY", "from-the-environment")
     monkeypatch.setenv("DATABASE_URL", "sqlite:////tmp/elsewhere.db")
+    monkeypatch.setenv("REDIS_URL", REDIS)
     monkeypatch.setenv("MAIL_FROM", "Shield <no-reply@shield.example.org>")
     monkeypatch.setenv("SITE_URL", "https://letters.shield.example.org/")
     monkeypatch.setenv("MAX_CONTENT_LENGTH", "1048576")
@@ -168,7 +198,9 @@ def test_create_app_refuses_an_unknown_mail_backend(monkeypatch, tmp_path):
 
 
 def test_production_sets_secure_cookies_and_hsts(separate_app):
-    app = separate_app(APP_ENV="production", SECRET_KEY="s3cret-from-the-vault", WTF_CSRF_ENABLED=True)
+    app = separate_app(
+        APP_ENV="production", SECRET_KEY="s3cret-from-the-vault", REDIS_URL=UNREACHABLE_REDIS, WTF_CSRF_ENABLED=True
+    )
     assert not app.testing and not app.debug
     response = app.test_client().get("/login")
     assert response.status_code == 200
@@ -184,6 +216,65 @@ def test_development_cookies_work_over_plain_http(client):
     response = client.get("/login")
     assert "Strict-Transport-Security" not in response.headers
     assert client.get_cookie("session") is None or not client.get_cookie("session").secure
+
+
+# --- behind a proxy --------------------------------------------------------------
+
+
+def test_proxy_hops_come_from_the_environment(monkeypatch):
+    assert all(getattr(load_config(), name) == 0 for name in config.PROXY_FIX_SETTINGS)  # trust none by default
+    monkeypatch.setenv("PROXY_FIX_X_FOR", "1")
+    monkeypatch.setenv("PROXY_FIX_X_PROTO", "2")
+    settings = load_config()
+    assert (settings.PROXY_FIX_X_FOR, settings.PROXY_FIX_X_PROTO, settings.PROXY_FIX_X_HOST) == (1, 2, 0)
+
+
+@pytest.mark.parametrize("value", ["-1", "one", "1.5"])
+def test_unusable_proxy_hops_are_refused(monkeypatch, value):
+    monkeypatch.setenv("PROXY_FIX_X_FOR", value)
+    with pytest.raises(ConfigurationError, match="PROXY_FIX_X_FOR"):
+        load_config()
+
+
+def _sign_in_attempts(client, *forwarded_for: str) -> list[int]:
+    """Failed sign-ins, each for its own address, arriving from one proxy at 10.0.0.1."""
+    return [
+        client.post(
+            "/login",
+            data={"email": f"someone{n}@example.org", "password": "x"},
+            headers={"X-Forwarded-For": forwarded},
+            environ_base={"REMOTE_ADDR": "10.0.0.1"},
+        ).status_code
+        for n, forwarded in enumerate(forwarded_for)
+    ]
+
+
+def test_forwarded_for_is_ignored_unless_configured(limited_app):
+    client = limited_app(LOGIN_RATE_LIMIT="2 per minute").test_client()
+    # A client cannot dodge the limit by claiming other addresses.
+    assert _sign_in_attempts(client, "203.0.113.1", "203.0.113.2", "203.0.113.3") == [401, 401, 429]
+
+
+def test_behind_a_trusted_proxy_limits_count_per_client(limited_app):
+    client = limited_app(LOGIN_RATE_LIMIT="2 per minute", PROXY_FIX_X_FOR=1).test_client()
+    assert _sign_in_attempts(client, "203.0.113.7", "203.0.113.7") == [401, 401]
+    assert _sign_in_attempts(client, "203.0.113.8") == [401]  # another client behind the same proxy
+    # Only the address the proxy appended counts: one the client put first changes nothing.
+    assert _sign_in_attempts(client, "198.51.100.1, 203.0.113.7") == [429]
+
+
+def test_behind_a_trusted_proxy_the_audit_log_records_the_client(limited_app):
+    app = limited_app(PROXY_FIX_X_FOR=1)
+    with app.app_context():
+        coordinator = factories.Account.of(factories.user("coordinator"))
+    client = app.test_client()
+    via_proxy = {"headers": {"X-Forwarded-For": "203.0.113.20"}, "environ_base": {"REMOTE_ADDR": "10.0.0.1"}}
+    client.post("/login", data={"email": coordinator.email, "password": factories.PASSWORD}, **via_proxy)
+    code = pyotp.TOTP(coordinator.totp_secret).now()
+    assert client.post("/login/two-factor", data={"code": code}, **via_proxy).status_code == 302
+    with app.app_context():
+        event = db.session.scalar(sa.select(AuditEvent).where(AuditEvent.action == "user.login"))
+        assert event.ip_address == "203.0.113.20"
 
 
 # --- health check --------------------------------------------------------------

@@ -8,6 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from campaign import queue
+from campaign.auth import tokens
+from campaign.auth.models import User
+from campaign.extensions import db
 from campaign.security import CONTENT_SECURITY_POLICY
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
@@ -79,6 +83,20 @@ def test_vendored_css_fetches_nothing():
 
 def test_links_in_emails_ignore_the_host_header(client, member, outbox):
     client.post("/password/forgot", data={"email": member.email}, headers={"Host": "evil.example"})
+    with client.application.app_context():
+        queue.run_due()  # the worker sends password links
     text = outbox.only().get_body(preferencelist=("plain",)).get_content()
     assert "evil.example" not in text
     assert "http://localhost/password/reset/" in text
+
+
+def test_public_answers_set_no_cookie_and_signed_in_answers_are_never_stored(app, client, auth, member):
+    public = client.get("/letters")
+    assert public.status_code == 200 and "Set-Cookie" not in public.headers and "Cache-Control" not in public.headers
+    with app.app_context():
+        _, raw = tokens.create_token(db.session.get(User, member.id), "tests")
+        db.session.commit()
+    api = app.test_client().get("/api/v1/me", headers={"Authorization": f"Bearer {raw}"})
+    assert api.status_code == 200 and api.headers["Cache-Control"] == "no-store"
+    auth.login(member)
+    assert client.get("/letters").headers["Cache-Control"] == "no-store"

@@ -92,8 +92,9 @@ def settings() -> str | Response:
 @staff_required
 def audit_log() -> str:
     form = AuditFilterForm(request.args)
-    form.action.choices = choices([("", "Any action"), *((a, a) for a in services.audit_actions())])
-    form.object_type.choices = choices([("", "Anything"), *((t, t) for t in services.audit_object_types())])
+    actions, object_types = services.audit_choices()
+    form.action.choices = choices([("", "Any action"), *((a, a) for a in actions)])
+    form.object_type.choices = choices([("", "Anything"), *((t, t) for t in object_types)])
     criteria = services.AuditFilter()
     if form.validate():
         criteria = services.AuditFilter(

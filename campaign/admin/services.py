@@ -103,7 +103,7 @@ class AuditFilter:
 def audit_query(f: AuditFilter) -> sa.Select:
     query = sa.select(AuditEvent).order_by(AuditEvent.created_at.desc(), AuditEvent.id.desc())
     if f.actor:
-        query = query.where(AuditEvent.actor_email.ilike(f"%{_escape_like(f.actor)}%", escape="\\"))
+        query = query.where(AuditEvent.actor_email.icontains(f.actor, autoescape=True))
     if f.action:
         query = query.where(AuditEvent.action.startswith(f.action, autoescape=True))
     if f.object_type:
@@ -115,14 +115,9 @@ def audit_query(f: AuditFilter) -> sa.Select:
     return query
 
 
-def _escape_like(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
-def audit_actions() -> list[str]:
-    return list(db.session.scalars(sa.select(AuditEvent.action).distinct().order_by(AuditEvent.action)))
-
-
-def audit_object_types() -> list[str]:
-    query = sa.select(AuditEvent.object_type).where(AuditEvent.object_type.is_not(None))
-    return list(db.session.scalars(query.distinct().order_by(AuditEvent.object_type)))
+def audit_choices() -> tuple[list[str], list[str]]:
+    """The actions and the object types in the log, each sorted, from one query."""
+    pairs = db.session.execute(sa.select(AuditEvent.action, AuditEvent.object_type).distinct()).all()
+    actions = sorted({action for action, _ in pairs})
+    object_types = sorted({object_type for _, object_type in pairs if object_type is not None})
+    return actions, object_types

@@ -2,21 +2,39 @@
 
 from __future__ import annotations
 
+from functools import cache
+
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from flask import current_app
 
 MIN_PASSWORD_LENGTH = 12
 
-# Verified against when an email is unknown, so a miss costs as much as a hit.
+# Verified against when an email is unknown (or has no password), so a miss costs as much as a hit.
 _DUMMY_PASSWORD = "not-a-real-password-but-the-same-cost"  # noqa: S105
 
 
+@cache
+def _hasher_for(time_cost: int, memory_cost: int) -> PasswordHasher:
+    return PasswordHasher(time_cost=time_cost, memory_cost=memory_cost)
+
+
+@cache
+def _dummy_hash(time_cost: int, memory_cost: int) -> str:
+    """A hash of a password nobody has, made once per set of parameters and kept.
+
+    Hashing it afresh on every miss would cost a hash and a verification, about twice
+    what a known address costs, and so tell which addresses have accounts.
+    """
+    return _hasher_for(time_cost, memory_cost).hash(_DUMMY_PASSWORD)
+
+
+def _parameters() -> tuple[int, int]:
+    return current_app.config["ARGON2_TIME_COST"], current_app.config["ARGON2_MEMORY_COST"]
+
+
 def _hasher() -> PasswordHasher:
-    return PasswordHasher(
-        time_cost=current_app.config["ARGON2_TIME_COST"],
-        memory_cost=current_app.config["ARGON2_MEMORY_COST"],
-    )
+    return _hasher_for(*_parameters())
 
 
 def hash_password(password: str) -> str:
@@ -24,9 +42,9 @@ def hash_password(password: str) -> str:
 
 
 def verify_password(password_hash: str | None, password: str) -> bool:
-    hasher = _hasher()
+    """Whether ``password`` matches; without a hash, one verification of the same cost, then False."""
     try:
-        return hasher.verify(password_hash or hasher.hash(_DUMMY_PASSWORD), password) and bool(password_hash)
+        return _hasher().verify(password_hash or _dummy_hash(*_parameters()), password) and bool(password_hash)
     except (VerificationError, InvalidHashError):
         return False
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from urllib.parse import urlsplit
 
-from flask import abort, current_app, flash, redirect, render_template, request, session, url_for
+from flask import abort, current_app, flash, g, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required, login_user, logout_user
 from werkzeug.wrappers import Response
 
@@ -24,7 +24,6 @@ from campaign.auth.forms import (
 from campaign.auth.models import ApiToken, User
 from campaign.auth.passwords import verify_password
 from campaign.extensions import db, limiter
-from campaign.mailings.services import external_url, send_template
 
 PENDING_SECONDS = 600
 
@@ -51,11 +50,24 @@ def _safe_next(target: str | None) -> str:
 
 
 def _pending_user() -> User | None:
-    """The user who gave a correct password and still owes a second factor."""
-    token, started = session.get("2fa_user"), session.get("2fa_started", 0)
-    if not token or time.time() - started > PENDING_SECONDS:
-        return None
-    return db.session.scalar(db.select(User).where(User.session_token == token, User.active.is_(True)))
+    """The user who gave a correct password and still owes a second factor (looked up once a request)."""
+    if "pending_user" not in g:
+        token, started = session.get("2fa_user"), session.get("2fa_started", 0)
+        found = None
+        if token and time.time() - started <= PENDING_SECONDS:
+            found = db.session.scalar(db.select(User).where(User.session_token == token, User.active.is_(True)))
+        g.pending_user = found
+    return g.pending_user
+
+
+def _pending_user_key() -> str:
+    """Second-factor attempts count against the account too, whatever address or session they come from."""
+    user = _pending_user()
+    return f"2fa-user:{user.id if user is not None else 'none'}"
+
+
+def _no_pending_user() -> bool:
+    return _pending_user() is None  # the view only sends them back to sign in
 
 
 def _finish_login(user: User) -> Response:
@@ -93,6 +105,7 @@ def login() -> str | Response:
 
 @bp.route("/login/two-factor", methods=["GET", "POST"])
 @limiter.limit(_login_limit, methods=["POST"])
+@limiter.limit(_login_limit, key_func=_pending_user_key, exempt_when=_no_pending_user, methods=["POST"])
 def two_factor() -> str | Response:
     user = _pending_user()
     if user is None or not user.two_factor_enabled:
@@ -115,6 +128,7 @@ def two_factor() -> str | Response:
 
 @bp.route("/login/two-factor/setup", methods=["GET", "POST"])
 @limiter.limit(_login_limit, methods=["POST"])
+@limiter.limit(_login_limit, key_func=_pending_user_key, exempt_when=_no_pending_user, methods=["POST"])
 def two_factor_setup() -> str | Response:
     user = _pending_user()
     if user is None or user.two_factor_enabled:
@@ -160,10 +174,9 @@ def logout() -> str | Response:
 def forgot_password() -> str | Response:
     form = PasswordResetRequestForm()
     if form.validate_on_submit():
-        user = services.get_user_by_email(form.email.data)
-        if user is not None and user.active:
-            link = external_url("auth.reset_password", token=services.password_token(user, "reset"))
-            send_template(user.email, "Reset your password", "password_reset", user=user, link=link)
+        row = services.request_password_link(form.email.data)
+        db.session.commit()
+        services.dispatch_password_link(row)
         flash("If that address has an account, a link to choose a new password is on its way.", "info")
         return redirect(url_for("auth.login"))
     return render_template("auth/forgot_password.html", form=form)

@@ -12,11 +12,12 @@ import sqlalchemy as sa
 from flask import current_app
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
-from campaign import audit
+from campaign import audit, queue
 from campaign.auth.models import Organisation, Role, User, new_session_token
 from campaign.auth.passwords import hash_password, needs_rehash, password_problem, verify_password
 from campaign.db import utcnow
 from campaign.extensions import db
+from campaign.queue import Job
 
 
 class AccountError(ValueError):
@@ -259,9 +260,31 @@ def user_from_password_token(token: str) -> User | None:
     return user
 
 
+PASSWORD_LINK_JOB = "auth.password_link"  # noqa: S105 - a job kind, not a password
+
+
+def request_password_link(email: str) -> Job:
+    """Schedule the job that mails a reset link if ``email`` has an active account; the caller commits.
+
+    The request does the same work for every address, known or not, and never runs
+    the job itself (see ``dispatch_password_link``): neither its answer nor its timing
+    tells whether an account exists.
+    """
+    email = normalise_email(email)
+    return queue.schedule(
+        PASSWORD_LINK_JOB, {"email": email}, description=f"Password link for {email} (sent if it has an account)"
+    )
+
+
+def dispatch_password_link(row: Job) -> None:
+    """Hand the committed job to Redis; in inline mode the polling ``flask worker`` runs it, not the request."""
+    if queue.mode() == "redis":
+        queue.dispatch(row)
+
+
 def send_invitation(user: User) -> None:
     """Email ``user`` a link to choose a password (valid ``INVITATION_MAX_AGE``); commits."""
-    from campaign.mailings.services import external_url, send_template
+    from campaign.mailings.notices import external_url, send_template
 
     link = external_url("auth.reset_password", token=password_token(user, "invite"))
     send_template(user.email, "Your Demarche account", "invitation", user=user, link=link)

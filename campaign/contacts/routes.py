@@ -179,10 +179,13 @@ def _form_error(form: ContactForm, message: str) -> str:
 @bp.route("/<id:contact_id>")
 @staff_required
 def contact(contact_id: int) -> str:
+    from campaign.mailings.tracking import deliveries_of_contact  # mailings builds on contacts, not the reverse
+
     found = get_contact_or_404(contact_id)
     return render_template(
         "contacts/contact.html",
         contact=found,
+        deliveries=deliveries_of_contact(found.id),
         suppress_form=SuppressForm(formdata=None),
         confirm=ConfirmForm(),
         country_name=country_name,

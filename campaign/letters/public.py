@@ -14,6 +14,7 @@ from flask_login import current_user
 from sqlalchemy.orm import selectinload
 from werkzeug.wrappers import Response
 
+from campaign import pagecache
 from campaign.admin.services import get_settings
 from campaign.db import page_arg, utcnow
 from campaign.extensions import db
@@ -40,7 +41,7 @@ def _public_letter(slug: str) -> Letter:
 
 def _public_revision(letter: Letter) -> Revision:
     """The text the ``lang`` argument asks for; a language that is not published is a 404."""
-    language = request.args.get("lang") or None
+    language, _ = pagecache.page_variant(request.args)
     if language is not None and language not in UN_LANGUAGES:
         abort(404)
     revision = services.public_revision(letter, language)
@@ -82,17 +83,21 @@ def letter(slug: str) -> Response:
 
     The page carries an ETag (``listing.page_validator``); a browser that sends it back
     gets a 304 until anything the page shows changes, a newly approved signature included.
+    The page rendered for an anonymous reader is offered to ``pagecache``, which answers
+    the next ones until then (or until the signature deadline) without coming here.
     """
     from campaign.signatures import listing  # here: the signatures package imports the letters one
 
     letter = _public_letter(slug)
     revision = _public_revision(letter)
-    by = "name" if request.args.get("by") == "name" else "country"
+    _, by = pagecache.page_variant(request.args)
     etag = listing.page_validator(letter, revision.id, by, current_user.get_id())
     if etag in request.if_none_match and not session.get("_flashes"):
         response = current_app.response_class(status=304)
     else:
         response = make_response(_letter_page(letter, revision, by))
+        deadline = letter.signature_deadline if letter.accepts_signatures() else None
+        pagecache.offer(etag, deadline.timestamp() if deadline else None)
     response.set_etag(etag)
     response.headers["Cache-Control"] = "no-cache"
     response.vary.add("Cookie")

@@ -1,19 +1,24 @@
 """Mail backends behind one small interface: ``send(message) -> SendResult``.
 
 ``outbox`` writes each message as an ``.eml`` file under ``instance/outbox/``;
-``smtp`` hands it to an SMTP server.
-Every backend builds the same RFC 5322 message with ``build_mime``, which refuses
-CR or LF in anything that reaches a header and encodes non-ASCII names.
+``smtp`` hands it to an SMTP server; ``sendgrid`` (``campaign/mailings/sendgrid.py``) posts it
+to SendGrid's v3 Web API.
+The outbox and SMTP backends build the same RFC 5322 message with ``build_mime``, which
+refuses CR or LF in anything that reaches a header and encodes non-ASCII names; the
+SendGrid backend applies the same checks to the JSON it sends.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
 import re
 import secrets
 import smtplib
 import ssl
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from email import policy
 from email.headerregistry import Address
@@ -46,16 +51,26 @@ class Message:
     reply_to: str | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
     attachments: list[Attachment] = field(default_factory=list)
+    #: For providers that report events: labels, and opaque ids carried back with each event.
+    categories: tuple[str, ...] = ()
+    custom_args: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class SendResult:
-    """What a backend reports: a message id, or an error and whether to retry."""
+    """What a backend reports: a message id, or an error and whether to retry.
+
+    ``retryable``: nothing was handed over, trying again is safe (after ``retry_after``
+    seconds when the server said).  ``uncertain``: the message may have been accepted
+    (the connection dropped after it was sent), so it must not be sent again automatically.
+    """
 
     ok: bool
     message_id: str | None = None
     error: str | None = None
     retryable: bool = False
+    uncertain: bool = False
+    retry_after: float | None = None
 
 
 class MailBackend(Protocol):
@@ -68,8 +83,12 @@ class MailBackend(Protocol):
 _LINE_BREAKS = frozenset("\r\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")
 
 
+def has_line_break(value: str) -> bool:
+    return not _LINE_BREAKS.isdisjoint(value)
+
+
 def _clean(value: str, what: str) -> str:
-    if not _LINE_BREAKS.isdisjoint(value):
+    if has_line_break(value):
         raise HeaderInjectionError(f"line break in {what}")
     return value
 
@@ -141,14 +160,42 @@ class OutboxBackend:
         return sorted((p.name for p in self.directory.iterdir() if self.FILENAME.match(p.name)), reverse=True)
 
 
+class _Tracking:
+    """An SMTP client that notes when a message itself starts to go (the DATA command), which
+    process opened it, and how many messages it carried."""
+
+    data_sent = False
+    owner_pid = 0
+    messages = 0
+
+    def data(self, msg: Any) -> tuple[int, bytes]:
+        self.data_sent = True
+        return super().data(msg)  # type: ignore[misc]
+
+
+class _SMTP(_Tracking, smtplib.SMTP):
+    pass
+
+
+class _SMTPSSL(_Tracking, smtplib.SMTP_SSL):
+    pass
+
+
 class SMTPBackend:
     """Sends through an SMTP server: plain, STARTTLS or implicit TLS, with optional login.
 
-    Refusals with a 4xx code, and failures to connect, are retryable; a 5xx, a
-    certificate that does not verify, or a missing extension (AUTH, STARTTLS) is final.
+    Refusals with a 4xx code, and failures before the message was handed over (connecting,
+    the envelope), are retryable; a 5xx, a certificate that does not verify, or a missing
+    extension (AUTH, STARTTLS) is final.  A connection that breaks once DATA has begun
+    leaves the message uncertain: the server may have accepted it.
+
+    Within ``batch()`` (a mailing's chunk) one connection, TLS handshake and login included,
+    carries up to ``MESSAGES_PER_CONNECTION`` messages; one the server closed meanwhile is
+    replaced at once, since nothing was handed over on it.  Outside, each message has its own.
     """
 
     name = "smtp"
+    MESSAGES_PER_CONNECTION = 50
 
     def __init__(
         self,
@@ -164,39 +211,108 @@ class SMTPBackend:
         self.username, self.password = username, password
         self.timeout = timeout
         self.ca_file = ca_file
+        self._local = threading.local()
 
-    def _connect(self) -> smtplib.SMTP:
-        context = ssl.create_default_context(cafile=self.ca_file)
+    @functools.cached_property
+    def _tls_context(self) -> ssl.SSLContext:
+        # Built once: loading the CA bundle takes tens of milliseconds, more than sending.
+        return ssl.create_default_context(cafile=self.ca_file)
+
+    def _connect(self) -> _SMTP | _SMTPSSL:
         if self.tls == "ssl":
-            return smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout, context=context)
-        client = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
-        if self.tls == "starttls":
-            client.starttls(context=context)
+            client: _SMTP | _SMTPSSL = _SMTPSSL(self.host, self.port, timeout=self.timeout, context=self._tls_context)
+        else:
+            client = _SMTP(self.host, self.port, timeout=self.timeout)
+        try:
+            if self.tls == "starttls":
+                client.starttls(context=self._tls_context)
+            if self.username:
+                client.login(self.username, self.password or "")
+        except BaseException:
+            client.close()
+            raise
+        client.owner_pid = os.getpid()
         return client
+
+    def _connection(self) -> tuple[_SMTP | _SMTPSSL, bool]:
+        """This thread's open connection and whether it carried messages before, or a new one."""
+        client = getattr(self._local, "client", None)
+        if client is not None and client.owner_pid != os.getpid():
+            # Inherited through fork: the socket is the parent's; leave it alone.
+            client = self._local.client = None
+        if client is not None and client.messages >= self.MESSAGES_PER_CONNECTION:
+            self.close()
+            client = None
+        if client is None:
+            client = self._local.client = self._connect()
+        return client, client.messages > 0
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Send the messages of this block on one connection (per thread), closed at the end."""
+        self._local.batch = True
+        try:
+            yield
+        finally:
+            self._local.batch = False
+            self.close()
+
+    def close(self) -> None:
+        """Close this thread's connection, if it has one."""
+        client, self._local.client = getattr(self._local, "client", None), None
+        if client is not None and client.owner_pid == os.getpid():
+            _quit(client)
 
     def send(self, message: Message) -> SendResult:
         mime = build_mime(message, domain=_domain_of(message.sender))
-        try:
-            with self._connect() as client:
-                if self.username:
-                    client.login(self.username, self.password or "")
+        while True:
+            client, reused = None, False
+            try:
+                client, reused = self._connection()
+                client.data_sent = False
                 refused = client.send_message(mime)
-        except smtplib.SMTPResponseException as exc:
-            reason = exc.smtp_error.decode(errors="replace") if isinstance(exc.smtp_error, bytes) else exc.smtp_error
-            return SendResult(ok=False, error=f"{exc.smtp_code} {reason}", retryable=400 <= exc.smtp_code < 500)
-        except smtplib.SMTPRecipientsRefused as exc:
-            codes = [code for code, _ in exc.recipients.values()]
-            detail = "; ".join(f"{addr}: {code} {msg!r}" for addr, (code, msg) in exc.recipients.items())
-            return SendResult(ok=False, error=detail, retryable=all(400 <= c < 500 for c in codes))
-        except (ssl.SSLCertVerificationError, smtplib.SMTPNotSupportedError) as exc:
-            # A configuration problem: retrying will not help.
-            return SendResult(ok=False, error=f"{type(exc).__name__}: {exc}", retryable=False)
-        except (OSError, smtplib.SMTPException) as exc:
-            return SendResult(ok=False, error=f"{type(exc).__name__}: {exc}", retryable=True)
-        if refused:
-            detail = "; ".join(f"{addr}: {code} {msg!r}" for addr, (code, msg) in refused.items())
-            return SendResult(ok=False, message_id=mime["Message-ID"], error=f"refused {detail}")
-        return SendResult(ok=True, message_id=mime["Message-ID"])
+            except smtplib.SMTPResponseException as exc:
+                # The server answered: its code says whether it took the message (it did not).
+                self.close()
+                if reused and exc.smtp_code == 421 and not client.data_sent:
+                    continue  # "closing the connection" (idle, or enough messages on it): a new one
+                reason = (
+                    exc.smtp_error.decode(errors="replace") if isinstance(exc.smtp_error, bytes) else exc.smtp_error
+                )
+                return SendResult(ok=False, error=f"{exc.smtp_code} {reason}", retryable=400 <= exc.smtp_code < 500)
+            except smtplib.SMTPRecipientsRefused as exc:
+                self.close()
+                codes = [code for code, _ in exc.recipients.values()]
+                detail = "; ".join(f"{addr}: {code} {msg!r}" for addr, (code, msg) in exc.recipients.items())
+                return SendResult(ok=False, error=detail, retryable=all(400 <= c < 500 for c in codes))
+            except (ssl.SSLCertVerificationError, smtplib.SMTPNotSupportedError) as exc:
+                # A configuration problem: retrying will not help.
+                self.close()
+                return SendResult(ok=False, error=f"{type(exc).__name__}: {exc}", retryable=False)
+            except (OSError, smtplib.SMTPException) as exc:
+                self.close()
+                if client is not None and client.data_sent:
+                    # The connection broke while the message was being transferred or acknowledged:
+                    # the server may have accepted it.
+                    return SendResult(ok=False, error=f"{type(exc).__name__}: {exc}", uncertain=True)
+                if reused:
+                    continue  # the server had closed the connection while it waited: a new one
+                return SendResult(ok=False, error=f"{type(exc).__name__}: {exc}", retryable=True)
+            client.messages += 1
+            if not getattr(self._local, "batch", False):
+                self.close()
+            if refused:
+                detail = "; ".join(f"{addr}: {code} {msg!r}" for addr, (code, msg) in refused.items())
+                return SendResult(ok=False, message_id=mime["Message-ID"], error=f"refused {detail}")
+            return SendResult(ok=True, message_id=mime["Message-ID"])
+
+
+def _quit(client: smtplib.SMTP) -> None:
+    """Say goodbye; what happens then changes nothing (each message was taken or not)."""
+    try:
+        client.quit()
+    except (OSError, smtplib.SMTPException):
+        client.close()
 
 
 def _domain_of(address: str) -> str:
@@ -217,6 +333,10 @@ def build_backend(config: Mapping[str, Any]) -> MailBackend:
             timeout=config["SMTP_TIMEOUT"],
             ca_file=config["SMTP_CA_FILE"],
         )
+    if name == "sendgrid":
+        from campaign.mailings import sendgrid  # the only module that imports the library
+
+        return sendgrid.build(config)
     raise ValueError(f"unknown mail backend {name!r}")
 
 

@@ -1,19 +1,30 @@
-"""Background jobs of the mailings domain."""
+"""Background jobs of the mailings domain: application emails, and mailings' sending."""
 
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
+import sqlalchemy as sa
 from flask import current_app
 
+from campaign import queue
+from campaign.db import utcnow
 from campaign.mailings.backends import Message, SendResult
-from campaign.queue import Job, job
+from campaign.queue import Job, JobStatus, job
 
 log = logging.getLogger(__name__)
+#: How long due deliveries wait, with no mailing job queued, running or recently ended, before
+#: their mailing is dispatched again.
+STALLED = timedelta(minutes=10)
 
 
 class TransientMailError(RuntimeError):
     """The backend could not send now; the job is retried with backoff."""
+
+
+class RefusedMailError(queue.PermanentJobError):
+    """The backend refused the message for good; the job fails with the reason."""
 
 
 @job("mail.send", queue="high", max_attempts=5)
@@ -28,5 +39,83 @@ def send_message(
         return
     if result.retryable:
         raise TransientMailError(result.error)
-    log.error("job %s: %r to %s refused: %s", row.id, subject, ", ".join(to), result.error)
-    row.message = f"refused: {result.error}"[:500]
+    if result.uncertain:
+        # It may have arrived: sending it again could duplicate it, so the job ends here.
+        log.warning("job %s: %r to %s may have been sent: %s", row.id, subject, ", ".join(to), result.error)
+        row.message = f"may have been sent: {result.error}"[:500]
+        return
+    raise RefusedMailError(f"refused: {result.error}")
+
+
+@job("mailing.dispatch", queue="mail", max_attempts=5)
+def dispatch_mailing(row: Job, mailing_id: int) -> None:
+    """Schedule the chunks of a mailing's due deliveries (and the next dispatch for later ones)."""
+    from campaign.extensions import db
+    from campaign.mailings import sending
+
+    sending.expire_leases()
+    rows = sending.dispatch_due(mailing_id)
+    db.session.commit()
+    log.info("job %s: mailing %s, %s job(s) scheduled", row.id, mailing_id, len(rows))
+    sending.finish_if_done(mailing_id)
+    queue.dispatch(*rows)
+
+
+@job("mailing.chunk", queue="mail", max_attempts=3)
+def send_mailing_chunk(row: Job, mailing_id: int) -> None:
+    """Claim a chunk of a mailing's due deliveries and send them.  Running twice is harmless:
+    a second run claims other deliveries, or none."""
+    from campaign.mailings import sending
+
+    sent = sending.send_chunk(mailing_id, row.id)
+    log.info("job %s: mailing %s, %s deliveries handled", row.id, mailing_id, sent)
+
+
+@job("mailing.test", queue="high", max_attempts=3)
+def send_test(row: Job, mailing_id: int, contact_id: int, to: str) -> None:
+    """The mailing as ``contact`` would receive it, sent to ``to`` (the coordinator)."""
+    from campaign.mailings import sending
+
+    result = sending.send_test(mailing_id, contact_id, to)
+    if result.retryable:
+        raise TransientMailError(result.error)
+    if not result.ok:
+        row.message = f"not sent: {result.error}"[:500]
+
+
+@queue.sweeper
+def redispatch_stalled() -> int:
+    """Dispatch again the mailings whose due deliveries wait with no job left to send them
+    (their chunk jobs failed for good: the database was away, a PDF would not render);
+    returns how many.  Registered with the worker's maintenance loop on import, like the jobs."""
+    from campaign.extensions import db
+    from campaign.mailings.models import Delivery, DeliveryStatus, Mailing, MailingStatus
+
+    now = utcnow()
+    waiting = db.session.scalars(
+        sa.select(Mailing.id).where(
+            Mailing.status.in_([MailingStatus.SCHEDULED.value, MailingStatus.SENDING.value]),
+            sa.exists().where(
+                Delivery.mailing_id == Mailing.id,
+                Delivery.status == DeliveryStatus.PENDING.value,
+                Delivery.due_at <= now - STALLED,
+            ),
+        )
+    ).all()
+    rows = []
+    for mailing_id in waiting:
+        live = sa.exists().where(
+            Job.kind.in_(["mailing.dispatch", "mailing.chunk"]),
+            Job.payload["mailing_id"].as_integer() == mailing_id,
+            sa.or_(
+                Job.status.in_([JobStatus.QUEUED.value, JobStatus.RUNNING.value]),
+                Job.finished_at > now - STALLED,
+            ),
+        )
+        if not db.session.scalar(sa.select(live)):
+            log.warning("mailing %s: due deliveries wait with no job to send them; dispatching again", mailing_id)
+            rows.append(queue.schedule("mailing.dispatch", {"mailing_id": mailing_id},
+                                       description=f"Send mailing {mailing_id} (resumed)"))  # fmt: skip
+    db.session.commit()
+    queue.dispatch(*rows)
+    return len(rows)

@@ -136,7 +136,7 @@ def reject_many(ids: Iterable[int], reason: str, actor: Any) -> Outcome:
 
 def notify(signatures: Iterable[Signature]) -> None:
     """Tell each signer the decision; call after the commit that recorded it."""
-    from campaign.mailings.services import external_url, send_template
+    from campaign.mailings.notices import external_url, send_template
 
     for signature in signatures:
         letter = signature.letter

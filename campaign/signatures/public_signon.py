@@ -139,7 +139,7 @@ def start(letter: Letter, data: PublicSignOn, consent: str) -> Signature:
     name matches a member organisation, or when the organisation has already
     signed or awaits approval.  An unconfirmed attempt for the same organisation
     is replaced (its old link stops working); a rejected or withdrawn one is reused.
-    Call ``send_verification`` after the commit.
+    Then ``queue_verification`` in the same transaction.
     """
     refusal = why_not_signable(letter)
     if refusal:
@@ -228,14 +228,19 @@ def signature_for_token(token: str) -> Signature | None:
     return signature
 
 
-def send_verification(signature: Signature) -> None:
-    """Email the confirmation link; call after the commit that recorded the attempt."""
-    from campaign.mailings.services import external_url, send_template
+def queue_verification(signature: Signature) -> None:
+    """Add the email with the confirmation link to this transaction (after ``start``, before the commit).
+
+    The job row commits with the signature it reports on, in one transaction, so
+    no link goes out for an attempt that did not happen; ``dispatch_after_commit``
+    hands it to the queue after the commit.
+    """
+    from campaign.signatures.services import external_url, queue_email
 
     letter = signature.letter
     link = external_url("signatures.confirm", slug=letter.slug, token=verification_token(signature))
     title = letter.published_revision.title if letter.published_revision else letter.title
-    send_template(
+    queue_email(
         signature.signer_email, "Confirm your signature", "signon_verify", signature=signature, title=title, link=link
     )
 
@@ -298,7 +303,7 @@ def send_signer_data_link(email: str) -> bool:
 
     The page asking for it answers the same either way, so nobody learns who signed.
     """
-    from campaign.mailings.services import external_url, send_template
+    from campaign.mailings.notices import external_url, send_template
 
     try:
         email = email_validator.validate_email(email, check_deliverability=False).normalized.lower()

@@ -263,7 +263,7 @@ def queue_email(to: str, subject: str, template: str, **context: Any) -> Job:
     goes out about something that did not happen.
     """
     # Imported here: the mail modules import the admin and letters packages, which import this one.
-    from campaign.mailings import services as mail
+    from campaign.mailings import notices as mail
 
     row = mail.queue_email(to, subject, template, **context)
     defer_dispatch(row)

@@ -6,8 +6,11 @@ them, so the HTML form and any other caller obey the same rules.
 
 from __future__ import annotations
 
+from functools import cache
+
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, EmailField, SelectField, StringField, URLField
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Email, Length
 
 from campaign.auth.services import country_choices
@@ -38,7 +41,13 @@ class SignOnForm(FlaskForm):
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)
-        self.country.choices = choices([("", "Choose a country"), *country_choices()])
+        self.country.choices = list(_country_options())
+
+
+@cache
+def _country_options() -> tuple[SelectChoice, ...]:
+    """The country list, sorted once per process: ISO 3166 does not change while it runs."""
+    return tuple(choices([("", "Choose a country"), *country_choices()]))
 
 
 class SignerDataRequestForm(FlaskForm):

@@ -14,7 +14,7 @@ from campaign.letters.models import Letter
 from campaign.signatures import bp, public_signon
 from campaign.signatures.models import SignatureStatus
 from campaign.signatures.public_signon import PublicSignOn, SignOnInvalid
-from campaign.signatures.services import SignatureError, why_not_signable
+from campaign.signatures.services import SignatureError, dispatch_after_commit, why_not_signable
 from campaign.signatures.signon_forms import EraseForm, SignerDataRequestForm, SignOnForm
 
 MESSAGE = "signatures/public/message.html"
@@ -77,8 +77,9 @@ def sign(slug: str) -> str | Response | tuple[str, int]:
             db.session.rollback()
             return _closed(letter, str(error), 409)
         else:
+            public_signon.queue_verification(signature)
             db.session.commit()
-            public_signon.send_verification(signature)
+            dispatch_after_commit()
             return redirect(url_for("signatures.sign_sent", slug=slug))
     status = 400 if request.method == "POST" else 200
     return render_template(

@@ -166,3 +166,47 @@ def test_promotion_signs_the_user_out_until_two_factor_is_set_up(app, client, au
         services.update_user(user, name=user.name, role="coordinator", organisation=None, active=True)
         db.session.commit()
     assert client.get("/account").status_code == 302  # signed out: the next sign-in enrols a second factor
+
+
+def _from(address: str) -> dict[str, dict[str, str]]:
+    return {"environ_base": {"REMOTE_ADDR": address}}
+
+
+def test_second_factor_is_rate_limited_per_account_whatever_the_address(limited_app):
+    app = limited_app(LOGIN_RATE_LIMIT="3 per minute")
+    with app.app_context():
+        target = factories.Account.of(factories.user("admin"))
+        bystander = factories.Account.of(factories.user("admin"))
+    password = {"email": target.email, "password": factories.PASSWORD}
+    attacker = app.test_client()
+    assert attacker.post("/login", data=password, **_from("198.51.100.1")).status_code == 302
+    statuses = [
+        attacker.post("/login/two-factor", data={"code": "000000"}, **_from(f"203.0.113.{n}")).status_code
+        for n in range(1, 5)
+    ]
+    assert statuses == [401, 401, 401, 429]  # a new address each time does not help
+
+    # Nor does a new session from yet another address: the count is the account's.
+    fresh = app.test_client()
+    assert fresh.post("/login", data=password, **_from("198.51.100.2")).status_code == 302
+    code = pyotp.TOTP(target.totp_secret).now()
+    assert fresh.post("/login/two-factor", data={"code": code}, **_from("203.0.113.50")).status_code == 429
+
+    # Another account's second factor is untouched.
+    other = app.test_client()
+    other.post("/login", data={"email": bystander.email, "password": factories.PASSWORD}, **_from("198.51.100.3"))
+    code = pyotp.TOTP(bystander.totp_secret).now()
+    assert other.post("/login/two-factor", data={"code": code}, **_from("203.0.113.60")).status_code == 302
+
+
+def test_second_factor_setup_is_rate_limited_per_account(limited_app):
+    app = limited_app(LOGIN_RATE_LIMIT="2 per minute")
+    with app.app_context():
+        enrolling = factories.Account.of(factories.user("coordinator", two_factor=False))
+    client = app.test_client()
+    client.post("/login", data={"email": enrolling.email, "password": factories.PASSWORD}, **_from("198.51.100.1"))
+    statuses = [
+        client.post("/login/two-factor/setup", data={"code": "000000"}, **_from(f"203.0.113.{n}")).status_code
+        for n in range(1, 4)
+    ]
+    assert statuses == [200, 200, 429]

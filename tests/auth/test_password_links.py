@@ -1,17 +1,23 @@
 """Password links: asking for one, using it once, and links that expire or were forged."""
 
 import html
+import os
 import re
 import time
+from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 
+from campaign import queue
 from campaign.audit import AuditEvent
 from campaign.auth import services
 from campaign.auth.models import User
 from campaign.extensions import db
+from campaign.queue import Job
+from campaign.worker import build_worker
 from tests import factories
 
 NEW_PASSWORD = "a fresh passphrase for spring"
@@ -29,9 +35,40 @@ def _link_path(message) -> str:
     return found.group(1)
 
 
+def _worker_runs(app) -> int:
+    """What the polling ``flask worker`` does: run the due jobs, outside any request."""
+    with app.app_context():
+        return queue.run_due()
+
+
 def _request_link(client, outbox, email: str) -> str:
     client.post("/password/forgot", data={"email": email})
+    _worker_runs(client.application)
     return _link_path(outbox.only())
+
+
+def _link_jobs(app) -> list[Job]:
+    with app.app_context():
+        found = list(db.session.scalars(sa.select(Job).where(Job.kind == services.PASSWORD_LINK_JOB).order_by(Job.id)))
+        db.session.expunge_all()
+        return found
+
+
+@contextmanager
+def _statements(app):
+    """The SQL statements run while the block runs: text only, parameters and savepoint names aside."""
+    seen: list[str] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):
+        seen.append(re.sub(r"sa_savepoint_\d+", "sa_savepoint", statement))
+
+    with app.app_context():
+        engine = db.engine
+    sa.event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", record)
 
 
 def _token_path(app, monkeypatch, user_id: int, kind: str, age: int) -> str:
@@ -56,16 +93,20 @@ def _password_hash(app, user_id: int) -> str | None:
 # --- asking for a link ---------------------------------------------------------
 
 
-def test_forgot_password_answers_alike_and_mails_only_known_addresses(client, member, outbox):
+def test_forgot_password_answers_alike_and_mails_only_known_addresses(app, client, member, outbox):
     known = client.post("/password/forgot", data={"email": member.email})
     known_page = _text(client.get(known.headers["Location"]))
-    assert len(outbox.messages()) == 1
     unknown = client.post("/password/forgot", data={"email": "nobody-here@example.org"})
     unknown_page = _text(client.get(unknown.headers["Location"]))
-    assert len(outbox.messages()) == 1  # still only the first
     assert known.status_code == unknown.status_code == 302
     assert known.headers["Location"] == unknown.headers["Location"] == "/login"
+    assert known.get_data() == unknown.get_data()
     assert SENT in known_page and SENT in unknown_page
+    assert known_page == unknown_page
+    assert outbox.messages() == []  # nothing is sent inside the request, even in inline mode
+    assert [job.payload for job in _link_jobs(app)] == [{"email": member.email}, {"email": "nobody-here@example.org"}]
+
+    assert _worker_runs(app) == 2  # both link jobs (the worker sends the one message at once)
     message = outbox.only()
     assert message["To"] == member.email
     assert message["Subject"] == "Reset your password"
@@ -73,8 +114,57 @@ def test_forgot_password_answers_alike_and_mails_only_known_addresses(client, me
     assert f'href="http://localhost{path}"' in message.get_body(preferencelist=("html",)).get_content()
 
 
+def test_forgot_password_does_the_same_work_for_known_and_unknown_addresses(app, client, member, outbox, monkeypatch):
+    """The request schedules a job and runs nothing else: the same statements, no hashing, no mail."""
+    monkeypatch.setattr("argon2.PasswordHasher.hash", lambda *a, **k: pytest.fail("the request hashed"))
+    monkeypatch.setattr("argon2.PasswordHasher.verify", lambda *a, **k: pytest.fail("the request verified"))
+    client.post("/password/forgot", data={"email": "warm-up@example.org"})  # first-request setup aside
+    with _statements(app) as known:
+        client.post("/password/forgot", data={"email": member.email})
+    with _statements(app) as unknown:
+        client.post("/password/forgot", data={"email": "nobody-here@example.org"})
+    assert known == unknown
+    assert any("INSERT INTO jobs" in statement for statement in known)
+    assert not any("FROM users" in statement for statement in known)  # no account is looked up
+    assert outbox.messages() == []
+    assert {job.status for job in _link_jobs(app)} == {"queued"}
+
+
+def test_the_link_job_mails_active_accounts_only(app, member, outbox):
+    with app.app_context():
+        for email in (member.email, "nobody-here@example.org"):
+            services.request_password_link(email)
+        db.session.commit()
+    assert _worker_runs(app) == 2
+    assert outbox.only()["To"] == member.email
+    jobs = _link_jobs(app)
+    assert [job.status for job in jobs] == ["finished", "finished"]
+    assert [job.message for job in jobs] == ["link sent", "no active account with that address: nothing sent"]
+
+
+@pytest.mark.redis
+@pytest.mark.skipif(not os.environ.get("REDIS_URL"), reason="REDIS_URL is not set")
+def test_with_redis_every_request_is_enqueued_and_a_worker_mails(separate_app):
+    app = separate_app(REDIS_URL=os.environ["REDIS_URL"], QUEUE_MODE="redis")
+    app.extensions["redis"].flushdb()
+    outbox = factories.Outbox(Path(app.config["OUTBOX_DIR"]))
+    try:
+        with app.app_context():
+            member = factories.Account.of(factories.user("member"))
+        client = app.test_client()
+        for email in (member.email, "nobody-here@example.org"):
+            assert client.post("/password/forgot", data={"email": email}).headers["Location"] == "/login"
+        assert outbox.messages() == []
+        assert all(job.rq_job_id and job.status == "queued" for job in _link_jobs(app))
+        build_worker(app, simple=True).work(burst=True)
+        assert outbox.only()["To"] == member.email
+    finally:
+        app.extensions["redis"].flushdb()
+
+
 def test_forgot_password_matches_email_case_insensitively(client, member, outbox):
     client.post("/password/forgot", data={"email": member.email.upper()})
+    _worker_runs(client.application)
     assert outbox.only()["To"] == member.email
 
 
@@ -85,6 +175,7 @@ def test_forgot_password_sends_nothing_to_inactive_accounts(app, client, member,
     response = client.post("/password/forgot", data={"email": member.email})
     assert response.headers["Location"] == "/login"
     assert SENT in _text(client.get("/login"))
+    assert _worker_runs(app) == 1
     assert outbox.messages() == []
 
 
@@ -96,6 +187,7 @@ def test_forgot_password_refuses_malformed_addresses(client, member, outbox, ema
     response = client.post("/password/forgot", data={"email": email.format(member=member.email)})
     assert response.status_code == 200
     assert "Forgotten password" in _text(response)
+    assert _link_jobs(client.application) == []
     assert outbox.messages() == []
 
 

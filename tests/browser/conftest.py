@@ -121,20 +121,21 @@ def format_violations(violations: list[dict[str, Any]]) -> str:
 class Journey:
     """Numbered full-page screenshots and an axe-core check of every page visited."""
 
-    def __init__(self, page: Page, directory: Path = ARTIFACTS) -> None:
+    def __init__(self, page: Page, directory: Path = ARTIFACTS, prefix: str = "") -> None:
         self.page = page
         self.directory = directory
+        self.prefix = prefix
         self.axe = Axe()
         self.step = 0
         directory.mkdir(parents=True, exist_ok=True)
-        for old in directory.glob("[0-9][0-9]-*.png"):  # this journey's own; others use a prefix
+        for old in directory.glob(f"{prefix}[0-9][0-9]-*.png"):  # this journey's own: others use other prefixes
             old.unlink()
 
     def record(self, name: str) -> None:
         """Screenshot the page as the next step, then check it with axe-core."""
         self.step += 1
         slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
-        self.page.screenshot(path=str(self.directory / f"{self.step:02d}-{slug}.png"), full_page=True)
+        self.page.screenshot(path=str(self.directory / f"{self.prefix}{self.step:02d}-{slug}.png"), full_page=True)
         results = self.axe.run(self.page)
         blocking = [v for v in results.response["violations"] if v.get("impact") in BLOCKING_IMPACTS]
         assert not blocking, (

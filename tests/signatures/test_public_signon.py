@@ -77,6 +77,16 @@ def test_form_creates_a_pending_signature_and_mails_the_link(app, client, letter
     assert confirm_link(outbox, letter.slug)
 
 
+def test_the_signature_and_its_email_commit_together(app, client, letter, outbox, monkeypatch):
+    def refuse(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("the email could not be queued")
+
+    monkeypatch.setattr("campaign.signatures.services.queue_email", refuse)
+    with pytest.raises(RuntimeError):
+        client.post(f"/letters/{letter.slug}/sign", data=FORM)
+    assert rows(app) == [] and outbox.messages() == []  # no signature waits for a link never sent
+
+
 def test_get_confirms_nothing_post_confirms_once(app, client, letter, outbox):
     client.post(f"/letters/{letter.slug}/sign", data=FORM)
     link = confirm_link(outbox, letter.slug)

@@ -1,0 +1,576 @@
+"""Sending a mailing under the sending rule: no contact twice, none silently skipped.
+
+Every recipient has a delivery row (unique per mailing and contact).  A mail job
+claims a chunk of due ``pending`` deliveries in one statement (``FOR UPDATE SKIP
+LOCKED`` on PostgreSQL; ``BEGIN IMMEDIATE`` and ``UPDATE … RETURNING`` on SQLite),
+marking them ``sending`` with a lease (the worker's id and an expiry), so any number
+of workers share one mailing and no two claim the same delivery.  On SQLite each result
+is committed as soon as the backend answers; on PostgreSQL results are committed a few
+at a time (``RECORD_BATCH`` messages or ``RECORD_AGE`` seconds, whichever comes first,
+and whatever is held when the chunk stops or fails), so one commit serves several
+messages.  Either way nothing is recorded as sent before the backend accepted it, and a
+result lost with its worker leaves the delivery ``sending``.  A delivery still ``sending``
+when its lease expires may or may not have gone: it becomes ``uncertain`` and is never
+sent again automatically; a coordinator decides, with its history shown.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from flask import current_app
+from sqlalchemy.orm import selectinload
+
+from campaign import queue
+from campaign.contacts.models import Contact, Suppression
+from campaign.db import begin_write, utcnow
+from campaign.extensions import db
+from campaign.mailings import personalise
+from campaign.mailings.backends import Attachment, Message, SendResult
+from campaign.mailings.models import OPEN, Delivery, DeliveryEvent, DeliveryStatus, Mailing, MailingStatus
+from campaign.mailings.schedule import Plan
+from campaign.rendering import TemplateError
+
+log = logging.getLogger(__name__)
+#: Attempts for failures the backend calls retryable (before the request was sent, 4xx SMTP).
+MAX_ATTEMPTS = 5
+#: Share of its lease a chunk spends sending; the rest is margin for the last send and the clocks.
+LEASE_SHARE = 0.5
+#: Where a database locks rows (not SQLite), results wait for at most this many messages or
+#: seconds before one commit records them; a worker killed meanwhile leaves them ``uncertain``.
+RECORD_BATCH, RECORD_AGE = 20, 1.0
+_INSERT_BATCH = 1000
+_SENDING_STATES = (MailingStatus.SCHEDULED.value, MailingStatus.SENDING.value)
+_SOON = timedelta(seconds=1)
+
+
+def make_deliveries(mailing: Mailing, plan: Plan) -> datetime | None:
+    """One delivery per contact of the audience, with its due time; suppressed contacts are
+    recorded as ``suppressed`` with the reason.  Returns the earliest due time (None: nobody)."""
+    from campaign.mailings.services import recipients_query
+
+    contacts = db.session.execute(
+        recipients_query(mailing)
+        .with_only_columns(
+            Contact.id,
+            Contact.email,
+            Contact.country,
+            Contact.language,
+            Contact.timezone,
+            Contact.suppression,
+            Contact.suppression_reason,
+        )
+        .order_by(Contact.id)
+        .execution_options(yield_per=_INSERT_BATCH)
+    )
+    now, first, batch = utcnow(), None, []
+    for contact_id, email, country, language, timezone, suppression, suppression_reason in contacts:
+        due = plan.due_for(timezone)
+        first = due if first is None or due < first else first
+        row = {"mailing_id": mailing.id, "contact_id": contact_id, "email": email, "country": country,
+               "language": language, "due_at": due, "status": DeliveryStatus.PENDING.value, "reason": "",
+               "attempts": 0, "updated_at": now}  # fmt: skip
+        if suppression:
+            label = Suppression(suppression).label if suppression in {s.value for s in Suppression} else suppression
+            row.update(status=DeliveryStatus.SUPPRESSED.value, due_at=now,
+                       reason=f"{label}: {suppression_reason}".rstrip(": ")[:1000])  # fmt: skip
+        batch.append(row)
+        if len(batch) >= _INSERT_BATCH:
+            db.session.execute(sa.insert(Delivery), batch)
+            batch = []
+    if batch:
+        db.session.execute(sa.insert(Delivery), batch)
+    return first
+
+
+def _owner(job_id: int | None) -> str:
+    return f"{queue.worker_name()}/job-{job_id}"[:160]
+
+
+def claim(mailing_id: int, limit: int, owner: str) -> list[int]:
+    """Take up to ``limit`` due pending deliveries for ``owner``; commits.  Returns their ids."""
+    db.session.commit()
+    begin_write(db.session)
+    now = utcnow()
+    lease = timedelta(seconds=current_app.config["MAILING_LEASE"])
+    # A CTE, run once: as ``IN (subquery)`` PostgreSQL may run the locking subquery again for
+    # each row it updates, each time past the rows already taken, and claim far beyond ``limit``.
+    due = (
+        sa.select(Delivery.id)
+        .where(
+            Delivery.mailing_id == mailing_id,
+            Delivery.status == DeliveryStatus.PENDING.value,
+            Delivery.due_at <= now,
+            # A cancelled mailing sends nothing more, even to a chunk that started before.
+            sa.exists().where(Mailing.id == mailing_id, Mailing.status.in_(_SENDING_STATES)),
+        )
+        .order_by(Delivery.due_at, Delivery.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+        .cte("due")
+    )
+    ids = db.session.scalars(
+        sa.update(Delivery)
+        .where(Delivery.id == due.c.id, Delivery.status == DeliveryStatus.PENDING.value)
+        .values(
+            status=DeliveryStatus.SENDING.value,
+            lease_owner=owner,
+            lease_until=now + lease,
+            attempts=Delivery.attempts + 1,
+            updated_at=now,
+        )
+        .returning(Delivery.id)
+        .execution_options(synchronize_session=False)
+    ).all()
+    db.session.commit()
+    return sorted(ids)
+
+
+def send_chunk(mailing_id: int, job_id: int | None = None) -> int:
+    """Claim a chunk of the mailing's due deliveries and send each; returns how many were claimed.
+
+    A delivery claimed but never handed to the backend (the chunk used up its share of
+    the lease, or something failed) goes back to ``pending``; one handed over whose
+    result was not recorded stays ``sending`` until its lease expires, then ``uncertain``.
+    """
+    mailing = db.session.get(Mailing, mailing_id)
+    if mailing is None or mailing.status not in _SENDING_STATES:
+        return 0
+    owner = _owner(job_id)
+    ids = claim(mailing_id, current_app.config["MAILING_CHUNK"], owner)
+    if not ids:
+        finish_if_done(mailing_id)
+        return 0
+    # Stop well before the lease ends: past it, maintenance calls a delivery uncertain, and
+    # sending it then could make a second copy once a coordinator asks for a resend.
+    deadline = time.monotonic() + current_app.config["MAILING_LEASE"] * LEASE_SHARE
+    handed_over: set[int] = set()
+    backoff: list[datetime] = []
+    try:
+        retry_at = _send_claimed(mailing, ids, owner, deadline, handed_over, backoff)
+    except BaseException:
+        db.session.rollback()
+        try:
+            _release(set(ids) - handed_over, owner)
+        except Exception:
+            log.exception("mailing %s: could not put back the deliveries %s did not send", mailing_id, owner)
+        raise
+    if backoff:
+        # The provider asked us to wait (429, 503): the rest of the chunk waits with the refused
+        # one, and one dispatch at that time sends them, instead of a request each meanwhile.
+        _release(set(ids) - handed_over, owner, due_at=backoff[0])
+        retry_at = backoff[0]
+    elif _release(set(ids) - handed_over, owner):
+        # Out of time: the rest goes in another chunk, from the queue (not nested in this one).
+        soon = utcnow() + _SOON
+        retry_at = min(retry_at, soon) if retry_at else soon
+    if retry_at is not None:
+        row = queue.schedule("mailing.dispatch", {"mailing_id": mailing_id}, due_at=retry_at,
+                             description=f"Retry mailing {mailing_id}")  # fmt: skip
+        db.session.commit()
+        queue.dispatch(row)
+    finish_if_done(mailing_id)
+    return len(ids)
+
+
+def _send_claimed(
+    mailing: Mailing,
+    ids: list[int],
+    owner: str,
+    deadline: float,
+    handed_over: set[int],
+    backoff: list[datetime] | None = None,
+) -> datetime | None:
+    """Send the claimed deliveries, committing their results; returns when to retry the
+    retryable failures.  ``handed_over`` gathers the ids given to the backend.  A refusal that
+    says when to come back (``retry_after``: 429, 503) stops the chunk; that time goes in
+    ``backoff``."""
+    _mark_started(mailing.id)
+    deliveries = db.session.scalars(
+        sa.select(Delivery)
+        .where(Delivery.id.in_(ids))
+        .options(selectinload(Delivery.contact).selectinload(Contact.tag_rows))
+        .order_by(Delivery.id)
+    ).all()
+    renderer = _renderer(mailing, deliveries, owner)
+    if renderer is None:
+        return None
+    backend = current_app.extensions["mail_backend"]
+    # SQLite takes its one write lock per transaction (BEGIN IMMEDIATE, below); elsewhere rows
+    # are locked one by one, so building a message needs no write transaction and the results
+    # of several messages go in one commit.
+    serial = db.session.get_bind().dialect.name == "sqlite"
+    retry_at, held, held_since = None, 0, time.monotonic()
+    with _kept_after_commit(), _batch(backend):
+        try:
+            for delivery in deliveries:
+                if handed_over and time.monotonic() > deadline:  # the first always goes: every chunk progresses
+                    log.warning("mailing %s: %s ran out of time, the rest of its chunk goes back", mailing.id, owner)
+                    break
+                # No transaction stays open while the backend talks to the network.  On SQLite each
+                # write step starts as a writer (BEGIN IMMEDIATE: a transaction that read first
+                # cannot take the write lock once another connection wrote).
+                if serial:
+                    db.session.commit()
+                    begin_write(db.session)
+                message = _message(renderer, mailing, delivery, owner)
+                if serial:
+                    db.session.commit()
+                elif message is None:
+                    held += 1  # its reason is recorded with the next results
+                if message is not None:
+                    handed_over.add(delivery.id)
+                    try:
+                        result: SendResult = backend.send(message)
+                    except ValueError as exc:
+                        # The message could not be built (a header refused): nothing left this machine.
+                        result = SendResult(ok=False, error=f"cannot be sent: {exc}")
+                    if serial:
+                        begin_write(db.session)
+                    due = _record(delivery, result, owner)
+                    retry_at = due or retry_at
+                    held += 1
+                    if result.retryable and result.retry_after and backoff is not None:
+                        db.session.commit()
+                        backoff.append(due or utcnow() + timedelta(seconds=result.retry_after))
+                        log.warning("mailing %s: the provider asks to wait %.0f s; %s stops its chunk",
+                                    mailing.id, result.retry_after, owner)  # fmt: skip
+                        break
+                if serial or held >= RECORD_BATCH or time.monotonic() - held_since >= RECORD_AGE:
+                    db.session.commit()
+                    held, held_since = 0, time.monotonic()
+        except BaseException:
+            # Keep what was recorded before the failure (the backend's answers are facts); if
+            # that fails too, those deliveries stay ``sending`` and become uncertain.
+            try:
+                db.session.commit()
+            except Exception:
+                db.session.rollback()
+                log.exception("mailing %s: %s could not record its last results", mailing.id, owner)
+            raise
+        db.session.commit()
+    return retry_at
+
+
+def _batch(backend: Any) -> contextlib.AbstractContextManager[Any]:
+    """The backend's scope for many messages where it has one (SMTP keeps one connection)."""
+    batch = getattr(backend, "batch", None)
+    return batch() if batch is not None else contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def _kept_after_commit() -> Iterator[None]:
+    """Commits keep what the session loaded: the chunk's contacts, the letter and its PDFs are
+    read once, not again after each message's commit (five queries a message otherwise)."""
+    session = db.session()
+    previous, session.expire_on_commit = session.expire_on_commit, False
+    try:
+        yield
+    finally:
+        session.expire_on_commit = previous
+
+
+def _release(ids: set[int], owner: str, due_at: datetime | None = None) -> int:
+    """Put back deliveries ``owner`` claimed and never handed to the backend (due at ``due_at``
+    when given); commits."""
+    if not ids:
+        return 0
+    later = {"due_at": due_at} if due_at is not None else {}
+    released = db.session.execute(
+        sa.update(Delivery)
+        .where(Delivery.id.in_(ids), Delivery.status == DeliveryStatus.SENDING.value, Delivery.lease_owner == owner)
+        .values(
+            status=DeliveryStatus.PENDING.value,
+            lease_owner=None,
+            lease_until=None,
+            attempts=Delivery.attempts - 1,
+            updated_at=utcnow(),
+            **later,
+        )
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    db.session.commit()
+    return released
+
+
+def _mark_started(mailing_id: int) -> None:
+    db.session.execute(
+        sa.update(Mailing)
+        .where(Mailing.id == mailing_id, Mailing.status == MailingStatus.SCHEDULED.value)
+        .values(status=MailingStatus.SENDING.value, started_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    db.session.commit()
+
+
+def _renderer(mailing: Mailing, deliveries: Sequence[Delivery], owner: str) -> personalise.Renderer | None:
+    try:
+        return personalise.Renderer(mailing)
+    except TemplateError as exc:
+        for delivery in deliveries:
+            _settle(delivery, DeliveryStatus.FAILED, f"the templates do not compile: {exc}", owner)
+        db.session.commit()
+        return None
+
+
+def _message(renderer: personalise.Renderer, mailing: Mailing, delivery: Delivery, owner: str) -> Message | None:
+    """The message for one delivery, or None after recording why it cannot be sent."""
+    contact = delivery.contact
+    if contact is None:
+        _settle(delivery, DeliveryStatus.FAILED, "the contact was deleted before sending", owner)
+        return None
+    if contact.suppression:
+        _settle(delivery, DeliveryStatus.SUPPRESSED, f"suppressed before sending: {contact.suppression}", owner)
+        return None
+    try:
+        rendered = renderer.render(contact)
+    except TemplateError as exc:
+        _settle(delivery, DeliveryStatus.FAILED, f"does not render: {exc}", owner)
+        return None
+    document = renderer.document(rendered.language, rendered.revision)
+    sender, reply_to = renderer.sender
+    return Message(
+        to=[contact.email],
+        subject=rendered.subject,
+        text=rendered.text,
+        html=rendered.html,
+        sender=sender,
+        reply_to=reply_to or sender,
+        headers={"X-Demarche-Delivery": str(delivery.id)},
+        attachments=[Attachment(document.filename, document.content, "application/pdf")],
+        categories=("mailing", f"mailing-{mailing.id}"),
+        custom_args={"delivery": str(delivery.id), "mailing": str(mailing.id)},
+    )
+
+
+def _record(delivery: Delivery, result: SendResult, owner: str) -> datetime | None:
+    """Record the backend's answer; returns when to try again for a retryable failure."""
+    if result.ok:
+        _settle(delivery, DeliveryStatus.SENT, "", owner, message_id=result.message_id)
+        return None
+    if result.uncertain:
+        _settle(delivery, DeliveryStatus.UNCERTAIN, f"may have been sent: {result.error}", owner)
+        return None
+    if result.retryable and delivery.attempts < MAX_ATTEMPTS:
+        wait = result.retry_after or 30 * 2 ** (delivery.attempts - 1)
+        due = utcnow() + timedelta(seconds=wait)
+        delivery.status, delivery.due_at = DeliveryStatus.PENDING.value, due
+        delivery.lease_owner = delivery.lease_until = None
+        delivery.reason = (result.error or "")[:1000]
+        _event(delivery, "retry", f"not sent, trying again at {due:%H:%M:%S} UTC: {result.error}", owner)
+        return due
+    _settle(delivery, DeliveryStatus.FAILED, result.error or "refused", owner)
+    return None
+
+
+def _settle(
+    delivery: Delivery, status: DeliveryStatus, reason: str, source: str, message_id: str | None = None
+) -> None:
+    delivery.status, delivery.reason = status.value, reason[:1000]
+    delivery.lease_owner = delivery.lease_until = None
+    if message_id:
+        delivery.message_id = message_id[:255]
+    if status == DeliveryStatus.SENT:
+        delivery.sent_at = utcnow()
+    detail = f"message id {message_id}" if message_id else reason
+    _event(delivery, status.value, detail, source)
+
+
+def _event(delivery: Delivery, kind: str, detail: str, source: str, **data: Any) -> None:
+    db.session.add(
+        DeliveryEvent(delivery_id=delivery.id, kind=kind, detail=detail[:1000], source=source[:254], data=data)
+    )
+
+
+def finish_if_done(mailing_id: int) -> bool:
+    """Mark the mailing finished once no delivery is pending or sending; commits."""
+    still_open = sa.exists().where(Delivery.mailing_id == mailing_id, Delivery.status.in_([s.value for s in OPEN]))
+    done = db.session.execute(
+        sa.update(Mailing)
+        .where(
+            Mailing.id == mailing_id,
+            Mailing.status.in_([MailingStatus.SCHEDULED.value, MailingStatus.SENDING.value]),
+            ~still_open,
+        )
+        .values(status=MailingStatus.FINISHED.value, finished_at=utcnow())
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    db.session.commit()
+    if done:
+        log.info("mailing %s: finished", mailing_id)
+    return bool(done)
+
+
+def expire_leases(now: datetime | None = None) -> int:
+    """Deliveries left ``sending`` past their lease become ``uncertain`` (never re-sent
+    automatically); returns how many.  Runs in the worker's maintenance loop."""
+    now = now or utcnow()
+    # RETURNING names exactly the rows this call changed: two sweepers at once record each once.
+    rows = db.session.execute(
+        sa.update(Delivery)
+        .where(Delivery.status == DeliveryStatus.SENDING.value, Delivery.lease_until < now)
+        .values(
+            status=DeliveryStatus.UNCERTAIN.value,
+            lease_until=None,
+            updated_at=now,
+            reason="the worker sending it stopped before recording the result; it may have been sent",
+        )
+        .returning(Delivery.id, Delivery.mailing_id, Delivery.lease_owner)
+        .execution_options(synchronize_session=False)
+    ).all()
+    if not rows:
+        db.session.commit()
+        return 0
+    db.session.add_all(
+        DeliveryEvent(
+            delivery_id=row.id,
+            kind="lease-expired",
+            source="maintenance",
+            detail=f"held by {row.lease_owner} until the lease expired; not sent again",
+        )
+        for row in rows
+    )
+    db.session.commit()
+    for mailing_id in {row.mailing_id for row in rows}:
+        finish_if_done(mailing_id)
+    log.warning("%s deliveries became uncertain after their lease expired", len(rows))
+    return len(rows)
+
+
+def cancel_pending(mailing_id: int, reason: str) -> int:
+    pending = sa.select(Delivery.id).where(
+        Delivery.mailing_id == mailing_id, Delivery.status == DeliveryStatus.PENDING.value
+    )
+    ids = db.session.scalars(pending).all()
+    for chunk in _chunks(ids, _INSERT_BATCH):
+        db.session.execute(
+            sa.update(Delivery)
+            .where(Delivery.id.in_(chunk), Delivery.status == DeliveryStatus.PENDING.value)
+            .values(status=DeliveryStatus.CANCELLED.value, reason=reason[:1000], updated_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+    return len(ids)
+
+
+def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def dispatch_due(mailing_id: int) -> list[queue.Job]:
+    """Schedule the mail jobs for the mailing's due deliveries, spaced to keep its rate, and a
+    later dispatch for deliveries due later.  Returns the job rows for the caller to dispatch."""
+    mailing = db.session.get(Mailing, mailing_id)
+    if mailing is None or mailing.status not in (MailingStatus.SCHEDULED, MailingStatus.SENDING):
+        return []
+    now, chunk = utcnow(), current_app.config["MAILING_CHUNK"]
+    due = db.session.scalar(
+        sa.select(sa.func.count()).where(
+            Delivery.mailing_id == mailing_id, Delivery.status == DeliveryStatus.PENDING.value, Delivery.due_at <= now
+        )
+    )
+    if due:
+        _prepare_documents(mailing)
+    spacing = timedelta(seconds=60 * chunk / mailing.rate_per_minute)
+    rows = [
+        queue.schedule(
+            "mailing.chunk",
+            {"mailing_id": mailing_id},
+            due_at=now + index * spacing,
+            description=f"Mailing {mailing_id}: chunk {index + 1} of {math.ceil(due / chunk)}",
+        )
+        for index in range(math.ceil(due / chunk))
+    ]
+    later = db.session.scalar(
+        sa.select(sa.func.min(Delivery.due_at)).where(
+            Delivery.mailing_id == mailing_id, Delivery.status == DeliveryStatus.PENDING.value, Delivery.due_at > now
+        )
+    )
+    if later is not None:
+        rows.append(queue.schedule("mailing.dispatch", {"mailing_id": mailing_id}, due_at=later,
+                                   description=f"Send mailing {mailing_id} (next due time)"))  # fmt: skip
+    return rows
+
+
+def _prepare_documents(mailing: Mailing) -> None:
+    """Render the PDFs the due deliveries need before their chunks start, so that chunks
+    running at once on several workers load them instead of each rendering its own."""
+    languages = db.session.scalars(
+        sa.select(Delivery.language)
+        .where(Delivery.mailing_id == mailing.id, Delivery.status == DeliveryStatus.PENDING.value)
+        .distinct()
+    ).all()
+    try:
+        renderer = personalise.Renderer(mailing)
+        for language in sorted({renderer.language_for(language) for language in languages}):
+            if language in renderer.revisions:
+                renderer.document(language, renderer.revisions[language])
+    except Exception:
+        # The chunks render what is missing, and record any failure on the deliveries.
+        log.exception("mailing %s: the PDFs could not be prepared", mailing.id)
+
+
+@dataclass(frozen=True)
+class Progress:
+    counts: dict[str, int]
+    total: int
+    done: int
+
+    @property
+    def percent(self) -> int:
+        return 100 if not self.total else math.floor(100 * self.done / self.total)
+
+
+def progress(mailing_id: int) -> Progress:
+    """Deliveries per state (every state listed, zeros included) and how many are done."""
+    found = dict(
+        db.session.execute(
+            sa.select(Delivery.status, sa.func.count())
+            .where(Delivery.mailing_id == mailing_id)
+            .group_by(Delivery.status)
+        ).all()
+    )
+    counts = {state.value: found.get(state.value, 0) for state in DeliveryStatus}
+    total = sum(counts.values())
+    return Progress(counts=counts, total=total, done=total - sum(counts[s.value] for s in OPEN))
+
+
+def send_test(mailing_id: int, contact_id: int, to: str) -> SendResult:
+    """The message ``contact`` would receive, sent to ``to`` with "[Test]" before the subject.
+
+    Before approval the PDF is rendered for this message only: the one sent with the
+    mailing is made from what approval freezes.
+    """
+    mailing, contact = db.session.get(Mailing, mailing_id), db.session.get(Contact, contact_id)
+    if mailing is None or contact is None:
+        return SendResult(ok=False, error="the mailing or the contact no longer exists")
+    try:
+        rendered = personalise.Renderer(mailing).render(contact)
+    except TemplateError as exc:
+        return SendResult(ok=False, error=f"does not render: {exc}")
+    if mailing.is_approved:
+        document = personalise.document(mailing, rendered.language, rendered.revision)
+        db.session.commit()
+        attachment = Attachment(document.filename, document.content, "application/pdf")
+    else:
+        from campaign.admin.services import get_settings
+        from campaign.letters import pdf
+
+        signatories = [tuple(row) for row in personalise.signatories_of(mailing)]
+        content = pdf.render_letter_pdf(mailing.letter, rendered.revision, get_settings(), signatories)
+        attachment = Attachment(f"{mailing.letter.slug}-{rendered.language}.pdf", content, "application/pdf")
+    from campaign.mailings.notices import sender_address
+
+    sender, reply_to = sender_address()
+    message = Message(to=[to], subject=f"[Test] {rendered.subject}", text=rendered.text, html=rendered.html,
+                      sender=sender, reply_to=reply_to or sender, attachments=[attachment],
+                      categories=("mailing-test",))  # fmt: skip
+    return current_app.extensions["mail_backend"].send(message)

@@ -1,0 +1,283 @@
+"""The SendGrid backend against the contract stand-in: what it sends, and what each answer means.
+
+Every request goes through the stand-in, which refuses (400) any body the contract's
+schema or the real API's limits refuse; the bodies are also validated directly.
+"""
+
+from __future__ import annotations
+
+import base64
+import email.utils
+import http.client
+import smtplib
+import socket
+import time
+from urllib.error import URLError
+
+import pytest
+from python_http_client.client import Client
+
+from campaign.mailings.backends import Attachment, HeaderInjectionError, Message, SendResult
+from campaign.mailings.sendgrid import MAX_RETRY_AFTER, MIN_RETRY_AFTER, SendGridBackend, request_body, retry_after
+from tests import sendgrid_contract
+
+PDF = b"%PDF-1.7\n" + bytes(range(256)) * 4
+
+
+def _message(**overrides: object) -> Message:
+    fields: dict = {
+        "to": ["Siobhán O'Neill <oneill@mission.example>"],
+        "subject": "Open letter: protect civilians",
+        "text": "Excellency,\n\nPlease find our letter attached.",
+        "html": "<p>Excellency,</p><p>Please find our letter attached.</p>",
+        "sender": "Civilian Shield Coalition <letters@coalition.example>",
+        "reply_to": "Secretariat <secretariat@coalition.example>",
+        "headers": {"X-Demarche-Delivery": "41"},
+        "attachments": [Attachment("open-letter-en.pdf", PDF, "application/pdf")],
+        "categories": ("mailing", "mailing-7"),
+        "custom_args": {"delivery": "41", "mailing": "7"},
+    }
+    fields.update(overrides)
+    return Message(**fields)
+
+
+def _assert_valid(body: dict) -> None:
+    assert sendgrid_contract.schema_problems(body) == []
+    assert sendgrid_contract.limits(body, time.time()) == []
+
+
+# --- what is sent ------------------------------------------------------------------
+
+
+def test_a_message_is_accepted_and_its_x_message_id_recorded(standin, sendgrid_backend) -> None:
+    result = sendgrid_backend.send(_message())
+
+    assert result == SendResult(ok=True, message_id=standin.accepted[0].message_id)
+    [accepted] = standin.accepted
+    body = accepted.body
+    _assert_valid(body)
+    assert body["personalizations"] == [
+        {"to": [{"email": "oneill@mission.example", "name": "Siobhán O'Neill"}],
+         "custom_args": {"delivery": "41", "mailing": "7"}}
+    ]  # fmt: skip
+    assert "custom_args" not in body  # the contract's top-level custom_args is mistyped
+    assert body["from"] == {"email": "letters@coalition.example", "name": "Civilian Shield Coalition"}
+    assert body["reply_to"] == {"email": "secretariat@coalition.example", "name": "Secretariat"}
+    assert body["subject"] == "Open letter: protect civilians"
+    assert [part["type"] for part in body["content"]] == ["text/plain", "text/html"]
+    assert body["categories"] == ["mailing", "mailing-7"]
+    assert body["headers"] == {"X-Demarche-Delivery": "41"}
+    [attachment] = body["attachments"]
+    assert base64.b64decode(attachment["content"]) == PDF
+    assert attachment | {"content": "…"} == {
+        "content": "…", "type": "application/pdf", "filename": "open-letter-en.pdf", "disposition": "attachment"
+    }  # fmt: skip
+    assert body["tracking_settings"] == {
+        "click_tracking": {"enable": False, "enable_text": False},
+        "open_tracking": {"enable": False},
+        "subscription_tracking": {"enable": False},
+    }
+    assert accepted.headers["User-Agent"].startswith("sendgrid/")
+    assert standin.count("ONEILL@mission.example") == 1
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {},
+        {"html": None, "reply_to": None, "headers": {}, "attachments": [], "categories": (), "custom_args": {}},
+        {"text": "", "html": "<p>HTML only</p>"},
+        {"to": ["a@mission.example", "B <b@mission.example>"], "sender": "plain@coalition.example"},
+        {"subject": "Lettre ouverte : « protéger les civils » — 保护平民", "sender": "Коалиция <c@coalition.example>"},
+        {"attachments": [Attachment("a.pdf", PDF, "application/pdf"), Attachment("b.txt", b"x", "text/plain")]},
+        {"categories": ("alerts", "alerts", "mailing-test")},
+        {
+            "headers": {
+                "List-Unsubscribe": "<https://x.example/u/t>",
+                "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+            }
+        },
+    ],
+    ids=[
+        "full",
+        "minimal",
+        "html-only",
+        "several-to",
+        "non-ascii",
+        "two-attachments",
+        "repeated-category",
+        "list-unsub",
+    ],
+)
+def test_every_body_meets_the_contract(standin, sendgrid_backend, overrides) -> None:
+    message = _message(**overrides)
+    _assert_valid(request_body(message))
+    assert sendgrid_backend.send(message).ok  # the stand-in answers 400 to anything else
+    _assert_valid(standin.accepted[0].body)
+
+
+def test_a_message_without_any_body_is_refused_before_sending(standin, sendgrid_backend) -> None:
+    result = sendgrid_backend.send(_message(text="", html=None))
+    assert not result.ok and not result.retryable and not result.uncertain
+    assert standin.requests == 0
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"subject": "Hello\r\nBcc: victim@example.org"},
+        {"subject": "Hello\nthere"},
+        {"to": ["a@mission.example\r\nBcc: victim@example.org"]},
+        {"sender": "Coalition\r\n <letters@coalition.example>"},
+        {"reply_to": "r@coalition.example\n"},
+        {"headers": {"X-Note": "one\r\nBcc: victim@example.org"}},
+        {"headers": {"X-Note\r\nBcc": "victim@example.org"}},
+        {"attachments": [Attachment("letter\r\n.pdf", PDF, "application/pdf")]},
+        {"categories": ("mailing\n",)},
+        {"custom_args": {"delivery": "41\r\n"}},
+        {"subject": "Hello\u2028there"},
+    ],
+)
+def test_line_breaks_are_refused_before_anything_is_sent(standin, sendgrid_backend, overrides) -> None:
+    with pytest.raises(HeaderInjectionError, match="line break"):
+        sendgrid_backend.send(_message(**overrides))
+    assert standin.requests == 0
+
+
+# --- what each answer means ----------------------------------------------------------
+
+
+def test_a_429_is_retried_after_the_rate_limit_reset(standin, sendgrid_backend) -> None:
+    standin.rate_limit(times=1, reset_in=30)
+    result = sendgrid_backend.send(_message())
+    assert (result.ok, result.retryable, result.uncertain) == (False, True, False)
+    assert 28 <= result.retry_after <= 31
+    assert "429" in result.error
+    assert standin.accepted == []
+    assert sendgrid_backend.send(_message()).ok  # the limit was for one request
+
+
+def test_retry_after_wins_over_the_reset_and_far_resets_are_bounded(standin, sendgrid_backend) -> None:
+    standin.rate_limit(reset_in=30, retry_after=5)
+    assert sendgrid_backend.send(_message()).retry_after == 5
+    standin.rate_limit(reset_in=10 * 24 * 3600)
+    assert sendgrid_backend.send(_message()).retry_after == MAX_RETRY_AFTER
+
+
+@pytest.mark.parametrize("seconds", [None, 12])
+def test_a_503_is_retryable(standin, sendgrid_backend, seconds) -> None:
+    standin.fail(503, retry_after=seconds)
+    result = sendgrid_backend.send(_message())
+    assert (result.ok, result.retryable, result.uncertain, result.retry_after) == (False, True, False, seconds)
+    assert standin.accepted == []
+
+
+@pytest.mark.parametrize("status", [500, 502, 504])
+@pytest.mark.parametrize("accepted", [False, True], ids=["lost", "accepted-then-failed"])
+def test_500_502_and_504_may_have_been_accepted(standin, sendgrid_backend, status, accepted) -> None:
+    standin.fail(status, accept=accepted)
+    result = sendgrid_backend.send(_message())
+    assert (result.ok, result.retryable, result.uncertain) == (False, False, True)
+    assert str(status) in result.error
+    # Why not retry: behind a failing gateway the message may well have gone.
+    assert standin.count("oneill@mission.example") == int(accepted)
+
+
+def test_a_timeout_after_sending_is_uncertain(standin) -> None:
+    backend = SendGridBackend(standin.api_key, host=standin.url, timeout=0.5)
+    standin.slow(delay=3)
+    started = time.monotonic()
+    result = backend.send(_message())
+    assert time.monotonic() - started < 2.5  # the client's timeout, not the server's pace
+    assert (result.ok, result.retryable, result.uncertain) == (False, False, True)
+    assert "TimeoutError" in result.error or "timed out" in result.error
+    assert standin.count("oneill@mission.example") == 1  # it was in fact accepted
+
+
+def test_a_dropped_connection_after_sending_is_uncertain(standin, sendgrid_backend) -> None:
+    standin.drop()
+    result = sendgrid_backend.send(_message())
+    assert (result.ok, result.retryable, result.uncertain) == (False, False, True)
+    assert standin.count("oneill@mission.example") == 1
+
+
+def test_a_400_fails_with_sendgrids_messages(standin, sendgrid_backend) -> None:
+    result = sendgrid_backend.send(_message(to=["a@mission.example", "A@Mission.example"]))
+    assert (result.ok, result.retryable, result.uncertain) == (False, False, False)
+    assert "400" in result.error and "duplicate" in result.error and "personalizations.0.to" in result.error
+    assert standin.accepted == []
+
+
+def test_a_wrong_key_fails_with_the_reason(standin) -> None:
+    result = SendGridBackend("SG.wrong", host=standin.url, timeout=2).send(_message())
+    assert (result.ok, result.retryable, result.uncertain) == (False, False, False)
+    assert result.error.startswith("SendGrid answered 401: The provided authorization grant is invalid")
+
+
+@pytest.mark.parametrize("status", [403, 413])
+def test_other_4xx_fail(standin, sendgrid_backend, status) -> None:
+    standin.fail(status)
+    result = sendgrid_backend.send(_message())
+    assert (result.ok, result.retryable, result.uncertain) == (False, False, False)
+
+
+def test_a_refused_connection_is_retryable(contract) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # bound, not listening: connections are refused
+        result = SendGridBackend("SG.key", host=f"http://127.0.0.1:{port}", timeout=2).send(_message())
+    assert (result.ok, result.retryable, result.uncertain) == (False, True, False)
+    assert "ConnectionRefusedError" in result.error
+
+
+@pytest.mark.parametrize(
+    ("raised", "retryable", "uncertain"),
+    [
+        (URLError(socket.gaierror(-2, "Name or service not known")), True, False),  # DNS: never left
+        (URLError(TimeoutError("timed out")), True, False),  # connecting or writing timed out
+        (URLError(BrokenPipeError(32, "Broken pipe")), True, False),  # cut while writing: incomplete
+        (TimeoutError("timed out"), False, True),  # written, then no answer in time
+        (ConnectionResetError(104, "Connection reset by peer"), False, True),
+        (http.client.RemoteDisconnected("Remote end closed connection without response"), False, True),
+        (http.client.IncompleteRead(b"HTTP/1.1 20"), False, True),
+    ],
+)
+def test_urllib_failures_are_told_apart_by_whether_the_request_was_written(
+    monkeypatch, raised, retryable, uncertain
+) -> None:
+    """urllib wraps in URLError only failures while connecting or writing (AbstractHTTPHandler.do_open)."""
+
+    def fail(*args: object, **kwargs: object) -> None:
+        raise raised
+
+    monkeypatch.setattr(Client, "_make_request", fail)
+    result = SendGridBackend("SG.key", host="http://127.0.0.1:9", timeout=2).send(_message())
+    assert (result.ok, result.retryable, result.uncertain) == (False, retryable, uncertain)
+
+
+def test_retry_after_reads_seconds_dates_and_resets() -> None:
+    now = 1_700_000_000.0
+    date = email.utils.formatdate(now + 90, usegmt=True)
+    assert retry_after({"Retry-After": "7"}, now) == 7
+    assert retry_after({"Retry-After": date}, now) == pytest.approx(90)
+    assert retry_after({"X-RateLimit-Reset": str(int(now) + 42)}, now) == 42
+    assert retry_after({"Retry-After": "soon", "X-RateLimit-Reset": str(int(now) + 42)}, now) == 42
+    assert retry_after({"X-RateLimit-Reset": str(int(now) - 600)}, now) == MIN_RETRY_AFTER  # a skewed clock
+    assert retry_after({"Retry-After": "99999999"}, now) == MAX_RETRY_AFTER
+    assert retry_after({}, now) is None
+    assert retry_after({"X-RateLimit-Reset": "tomorrow"}, now) is None
+
+
+# --- the suite's guard ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("host", ["https://api.sendgrid.com", "http://api.eu.sendgrid.com", "http://10.0.0.1:8025"])
+def test_no_test_can_reach_a_real_provider(no_real_mail_provider, host) -> None:
+    """The autouse guard (tests/conftest.py) fails the test before the request leaves."""
+    before = list(no_real_mail_provider.refused)
+    with pytest.raises(pytest.fail.Exception, match="real mail provider"):
+        SendGridBackend("SG.key", host=host, timeout=2).send(_message())
+    with pytest.raises(pytest.fail.Exception, match="real mail provider"):
+        smtplib.SMTP("smtp.sendgrid.net", 587, timeout=2)
+    assert len(no_real_mail_provider.refused) == len(before) + 2
+    no_real_mail_provider.refused[:] = before  # this test meant to; the session must not fail for it
