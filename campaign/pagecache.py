@@ -79,6 +79,8 @@ def offer(etag: str, valid_until: float | None) -> None:
 
 @dataclass(frozen=True, slots=True)
 class Entry:
+    """A response as the application gave it: its ETag (for 304s), headers and body."""
+
     etag: str
     headers: list[tuple[str, str]]
     body: bytes

@@ -74,7 +74,12 @@ def test_unusable_sendgrid_settings_are_refused(clean_environment, overrides, me
 
 def test_production_accepts_sendgrid_over_https_or_on_this_machine(clean_environment) -> None:
     for host in ("https://api.sendgrid.com", "http://127.0.0.1:8025"):
-        load_config({**PRODUCTION, "MAIL_BACKEND": "sendgrid", "SENDGRID_API_KEY": "SG.key", "SENDGRID_API_HOST": host})
+        config = load_config(
+            {**PRODUCTION, "MAIL_BACKEND": "sendgrid", "SENDGRID_API_KEY": "SG.key", "SENDGRID_API_HOST": host}
+        )
+        assert config.APP_ENV == "production"
+        assert config.MAIL_BACKEND == "sendgrid"
+        assert host == config.SENDGRID_API_HOST
 
 
 def test_an_app_built_with_sendgrid_uses_it(separate_app, standin) -> None:
