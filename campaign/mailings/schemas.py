@@ -16,7 +16,7 @@ from campaign.restapi import PageArgs
 
 _STATUSES = [s.value for s in MailingStatus]
 _line = ma.validate.Regexp(r"^[^\r\n\x00]*$", error="Must be a single line.")
-_slug = ma.validate.Length(1, 120)
+_slug = ma.validate.Regexp(r"^[^\x00]{1,120}$", error="A slug of 1 to 120 characters, without NUL.")
 
 
 def _no_nul(value: str) -> None:

@@ -133,7 +133,7 @@ def _status(application: Flask, mailing_id: int) -> str:
         return db.session.scalar(sa.select(Mailing.status).where(Mailing.id == mailing_id))
 
 
-def _finished(application: Flask, mailing_id: int, workers: Workers, seconds: float = 120) -> None:
+def _finished(application: Flask, mailing_id: int, workers: Workers, seconds: float = 300) -> None:
     _wait(lambda: _status(application, mailing_id) == "finished", workers, seconds, f"mailing {mailing_id} finished")
 
 
