@@ -16,15 +16,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pyotp
 import pytest
 import sqlalchemy as sa
 from axe_playwright_python.sync_playwright import Axe
 from flask import Flask
-from playwright.sync_api import Page
+from playwright.sync_api import Page, expect
 from werkzeug.serving import make_server
 
 from campaign import create_app
 from campaign.extensions import db
+from tests import factories
 from tests.conftest import reset_schema, settings_for_tests
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -142,3 +144,15 @@ class Journey:
             f"step {self.step} ({name}) at {self.page.url}: "
             f"{len(blocking)} serious or critical accessibility violation(s)\n{format_violations(blocking)}"
         )
+
+
+def sign_in(page: Page, base: str, account: factories.Account) -> None:
+    """Sign in as a staff ``account`` with its password and a fresh two-factor code."""
+    page.goto(f"{base}/login")
+    page.get_by_label("Email").fill(account.email)
+    page.get_by_label("Password").fill(factories.PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page).to_have_url(f"{base}/login/two-factor")
+    page.get_by_label("Code from your authenticator app").fill(pyotp.TOTP(account.totp_secret).now())
+    page.get_by_role("button", name="Continue").click()
+    expect(page).to_have_url(f"{base}/")

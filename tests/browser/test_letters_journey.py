@@ -13,7 +13,6 @@ import re
 import shutil
 import subprocess
 
-import pyotp
 import pytest
 import sqlalchemy as sa
 from axe_playwright_python.sync_playwright import Axe
@@ -24,7 +23,7 @@ from campaign.audit import AuditEvent
 from campaign.extensions import db
 from campaign.letters import services
 from tests import factories
-from tests.browser.conftest import ARTIFACTS, BLOCKING_IMPACTS, format_violations
+from tests.browser.conftest import ARTIFACTS, BLOCKING_IMPACTS, format_violations, sign_in
 
 TITLE = "Open letter on restraint of the veto"
 ADDRESSEE = "To Heads of State and Government\nHigh-level week, New York"
@@ -59,17 +58,6 @@ class LettersJourney:
             f"step {self.step} ({name}) at {self.page.url}: "
             f"{len(blocking)} serious or critical accessibility violation(s)\n{format_violations(blocking)}"
         )
-
-
-def sign_in(page: Page, base: str, account: factories.Account) -> None:
-    page.goto(f"{base}/login")
-    page.get_by_label("Email").fill(account.email)
-    page.get_by_label("Password").fill(factories.PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    expect(page).to_have_url(f"{base}/login/two-factor")
-    page.get_by_label("Code from your authenticator app").fill(pyotp.TOTP(account.totp_secret).now())
-    page.get_by_role("button", name="Continue").click()
-    expect(page).to_have_url(f"{base}/")
 
 
 @pytest.mark.only_browser("chromium")

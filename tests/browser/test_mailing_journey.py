@@ -13,7 +13,6 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import pyotp
 import pytest
 import sqlalchemy as sa
 from flask import Flask
@@ -23,7 +22,7 @@ from campaign import queue
 from campaign.extensions import db
 from campaign.mailings.models import Delivery
 from tests import factories
-from tests.browser.conftest import Journey
+from tests.browser.conftest import Journey, sign_in
 from tests.mailings.world import CONTACTS, make_world
 
 INTRODUCTION = (
@@ -44,17 +43,6 @@ TWO_CLICKS = """() => {
 def MailingJourney(page: Page) -> Journey:
     """A ``Journey`` whose screenshots are named ``mailings-NN-step.png``, so the other journeys' stay."""
     return Journey(page, prefix="mailings-")
-
-
-def sign_in(page: Page, base: str, account: factories.Account) -> None:
-    page.goto(f"{base}/login")
-    page.get_by_label("Email").fill(account.email)
-    page.get_by_label("Password").fill(factories.PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    expect(page).to_have_url(f"{base}/login/two-factor")
-    page.get_by_label("Code from your authenticator app").fill(pyotp.TOTP(account.totp_secret).now())
-    page.get_by_role("button", name="Continue").click()
-    expect(page).to_have_url(f"{base}/")
 
 
 def sign_out(page: Page) -> None:
