@@ -102,6 +102,8 @@ def register_clients(app: Flask) -> None:
 
 def register_blueprints(app: Flask) -> None:
     from campaign.admin import bp as admin_bp
+    from campaign.alerts import admin_bp as alerts_admin_bp
+    from campaign.alerts import bp as alerts_bp
     from campaign.auth import bp as auth_bp
     from campaign.auth import users_bp
     from campaign.contacts import bp as contacts_bp
@@ -118,6 +120,7 @@ def register_blueprints(app: Flask) -> None:
     app.url_map.converters["id"] = IdConverter
     blueprints = (main_bp, auth_bp, users_bp, admin_bp, mailings_bp, letters_bp, meetings_bp, public_bp, contacts_bp)
     blueprints += (signatures_bp, signatures_admin_bp)
+    blueprints += (alerts_bp, alerts_admin_bp)
     blueprints += (webhooks_bp,)
     for blueprint in blueprints:
         app.register_blueprint(blueprint)

@@ -156,13 +156,15 @@ def _user_from_bearer(req: Any) -> Any:
 
 
 def _blueprints() -> list[Blueprint]:
+    from campaign.alerts.api import blp as alerts_api
+    from campaign.alerts.subscriber_api import blp as subscribers_api
     from campaign.auth.api import blp as auth_api
     from campaign.contacts.api import blp as contacts_api
     from campaign.letters.api import blp as letters_api
     from campaign.mailings.api import blp as mailings_api
     from campaign.signatures.api import blp as signatures_api
 
-    return [auth_api, letters_api, contacts_api, signatures_api, mailings_api]
+    return [auth_api, letters_api, contacts_api, signatures_api, mailings_api, subscribers_api, alerts_api]
 
 
 def install_api(app: Flask) -> None:

@@ -217,6 +217,12 @@ class SendGridEvent(db.Model):
     email: Mapped[str] = mapped_column(sa.String(254), default="")
     sg_message_id: Mapped[str | None] = mapped_column(sa.String(255))
     delivery_id: Mapped[int | None] = mapped_column(sa.ForeignKey("deliveries.id", ondelete="SET NULL"), index=True)
+    #: Or the alert delivery it concerns (``custom_args`` carry ``alert_delivery``).
+    alert_delivery_id: Mapped[int | None] = mapped_column(
+        sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+        sa.ForeignKey("alert_deliveries.id", ondelete="SET NULL"),
+        index=True,
+    )
     outcome: Mapped[str] = mapped_column(sa.String(12), index=True)
     detail: Mapped[str] = mapped_column(sa.String(1000), default="")
     #: The event as SendGrid posted it.

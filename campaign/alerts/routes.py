@@ -1,0 +1,3 @@
+"""The supporters' pages: subscribe, confirm by POST, preferences, unsubscribe, export and deletion."""
+
+from campaign.alerts import bp  # noqa: F401
