@@ -73,10 +73,73 @@ class SendResult:
     retry_after: float | None = None
 
 
+@dataclass(frozen=True)
+class BatchRecipient:
+    """One recipient of a ``Batch``: its address, the values of the batch's substitution tags
+    for it, the opaque ids its provider events carry back, and headers of its own
+    (``List-Unsubscribe``)."""
+
+    address: str
+    substitutions: Mapping[str, str] = field(default_factory=dict)
+    custom_args: Mapping[str, str] = field(default_factory=dict)
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One message written to many recipients at once, each receiving their own copy in which
+    every substitution tag (a key of ``BatchRecipient.substitutions``) found in the subject,
+    text or HTML is replaced by the recipient's value, as given: the caller escapes what goes
+    into the HTML part.  Addresses are distinct; at most ``MAX_BATCH`` recipients."""
+
+    subject: str
+    text: str
+    html: str | None
+    sender: str
+    recipients: list[BatchRecipient]
+    reply_to: str | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    categories: tuple[str, ...] = ()
+
+
+#: SendGrid's limit on personalizations (and recipients) per request.
+MAX_BATCH = 1000
+
+
+def substitute(template: str, values: Mapping[str, str]) -> str:
+    """``template`` with each tag of ``values`` replaced, in one pass (a value that happens to
+    contain another tag is not substituted again)."""
+    if not values or not template:
+        return template
+    pattern = re.compile("|".join(re.escape(tag) for tag in sorted(values, key=len, reverse=True)))
+    return pattern.sub(lambda match: values[match.group(0)], template)
+
+
+def message_for(batch: Batch, recipient: BatchRecipient) -> Message:
+    """The single message ``recipient`` receives from ``batch``."""
+    values = recipient.substitutions
+    return Message(
+        to=[recipient.address],
+        subject=substitute(batch.subject, values),
+        text=substitute(batch.text, values),
+        html=substitute(batch.html, values) if batch.html is not None else None,
+        sender=batch.sender,
+        reply_to=batch.reply_to,
+        headers={**batch.headers, **recipient.headers},
+        categories=batch.categories,
+        custom_args=recipient.custom_args,
+    )
+
+
 class MailBackend(Protocol):
     name: str
 
     def send(self, message: Message) -> SendResult: ...
+
+    def send_batch(self, batch: Batch) -> list[SendResult]:
+        """One result per recipient, in order.  Backends without batch requests send each
+        recipient's message on its own."""
+        ...
 
 
 #: CR and LF, and the other characters ``str.splitlines`` breaks on (VT, FF, NEL, U+2028…).
@@ -146,6 +209,9 @@ class OutboxBackend:
         tmp.write_bytes(mime.as_bytes())
         os.replace(tmp, path)
         return SendResult(ok=True, message_id=path.name)
+
+    def send_batch(self, batch: Batch) -> list[SendResult]:
+        return [self.send(message_for(batch, recipient)) for recipient in batch.recipients]
 
     def path_for(self, name: str) -> Path | None:
         """The stored message called ``name``, or None for any other name."""
@@ -262,6 +328,11 @@ class SMTPBackend:
         client, self._local.client = getattr(self._local, "client", None), None
         if client is not None and client.owner_pid == os.getpid():
             _quit(client)
+
+    def send_batch(self, batch: Batch) -> list[SendResult]:
+        """Each recipient's message on its own, over one connection."""
+        with self.batch():
+            return [self.send(message_for(batch, recipient)) for recipient in batch.recipients]
 
     def send(self, message: Message) -> SendResult:
         mime = build_mime(message, domain=_domain_of(message.sender))
