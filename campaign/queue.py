@@ -14,11 +14,12 @@ from __future__ import annotations
 import enum
 import logging
 import os
+import secrets
 import socket
 import traceback
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from flask import current_app
@@ -132,42 +133,83 @@ def schedule(
         max_attempts=max_attempts,
         created_by_id=getattr(created_by, "id", None),
     )
+    planned = mode() == "redis"
+    if planned:
+        # The RQ id is chosen now and committed with the row, so that ``dispatch`` after the
+        # commit is one call to Redis: no reload, no second commit.  A process that dies
+        # between the commit and the enqueue leaves a queued row that Redis does not hold;
+        # ``recover`` enqueues it once it is ``STALE``.
+        row.rq_job_id, row.enqueued_at = _rq_job_id(), utcnow()
     db.session.add(row)
     db.session.flush()
     db.session.info.setdefault(_UNCOMMITTED, set()).add(row.id)
+    if planned:
+        plan = _Plan(row.queue, row.rq_job_id, row.due_at, row.description or row.kind)
+        db.session.info.setdefault(_PLANNED, {})[row.id] = plan
     return row
 
 
 _UNCOMMITTED = "uncommitted_jobs"
+_PLANNED = "planned_enqueues"
+
+
+class _Plan(NamedTuple):
+    """What ``dispatch`` hands to RQ for a row scheduled in this session."""
+
+    queue: str
+    rq_id: str
+    due_at: datetime
+    description: str
 
 
 def forget_uncommitted(session: sa.orm.Session, *_: Any) -> None:
-    """Session hook (after commit and rollback): no scheduled row is pending any more."""
+    """Session hook (after commit): no scheduled row is pending any more."""
     session.info.pop(_UNCOMMITTED, None)
+
+
+def forget_scheduled(session: sa.orm.Session, *_: Any) -> None:
+    """Session hook (after rollback): the rows scheduled in the transaction are gone."""
+    session.info.pop(_UNCOMMITTED, None)
+    session.info.pop(_PLANNED, None)
 
 
 def install(app: Any) -> None:
     if not sa.event.contains(sa.orm.Session, "after_commit", forget_uncommitted):
         sa.event.listen(sa.orm.Session, "after_commit", forget_uncommitted)
-        sa.event.listen(sa.orm.Session, "after_soft_rollback", forget_uncommitted)
+        sa.event.listen(sa.orm.Session, "after_soft_rollback", forget_scheduled)
+
+
+def _row_id(row: Job) -> int | None:
+    """The row's id without loading it (after a commit its attributes are expired)."""
+    identity = sa.inspect(row).identity
+    return identity[0] if identity else None
 
 
 def dispatch(*jobs: Job) -> None:
     """Hand committed job rows to the queue; inline mode runs those already due."""
     session = db.session
     pending = session.info.get(_UNCOMMITTED, set())
-    if any(row.id in pending for row in jobs) or session.new or session.deleted:
+    ids = [_row_id(row) for row in jobs]
+    if any(job_id is None or job_id in pending for job_id in ids) or session.new or session.deleted:
         raise RuntimeError("commit the job rows (and what they work on) before dispatching them")
-    ids = [row.id for row in jobs]
     if mode() == "inline":
         for job_id in ids:
             row = db.session.get(Job, job_id)
             if row is not None and row.status == JobStatus.QUEUED and row.due_at <= utcnow():
                 run_job(job_id)
         return
+    planned = session.info.get(_PLANNED, {})
+    unplanned = []
     for job_id in ids:
+        plan = planned.pop(job_id, None)
+        if plan is None:
+            unplanned.append(job_id)
+        else:
+            _put(job_id, *plan)
+    for job_id in unplanned:
         _enqueue(db.session.get(Job, job_id))
-    db.session.commit()
+    if unplanned:
+        db.session.commit()
 
 
 def _rq_queue(name: str) -> Any:
@@ -176,14 +218,22 @@ def _rq_queue(name: str) -> Any:
     return Queue(name, connection=current_app.extensions["redis"])
 
 
-def _enqueue(row: Job) -> None:
-    queue = _rq_queue(row.queue)
-    rq_id = f"job-{row.id}-{row.attempts}-{int(utcnow().timestamp())}"
-    options = {"job_id": rq_id, "description": row.description or row.kind, "failure_ttl": 7 * 24 * 3600}
-    if row.due_at > utcnow():
-        queue.enqueue_at(row.due_at, run_job, row.id, **options)
+def _rq_job_id() -> str:
+    return f"job-{secrets.token_hex(10)}"
+
+
+def _put(job_id: int, queue: str, rq_id: str, due_at: datetime, description: str) -> None:
+    options = {"job_id": rq_id, "description": description, "failure_ttl": 7 * 24 * 3600}
+    if due_at > utcnow():
+        _rq_queue(queue).enqueue_at(due_at, run_job, job_id, **options)
     else:
-        queue.enqueue(run_job, row.id, **options)
+        _rq_queue(queue).enqueue(run_job, job_id, **options)
+
+
+def _enqueue(row: Job) -> None:
+    """Hand ``row`` to RQ under a new RQ id, noted on the row (the caller commits)."""
+    rq_id = _rq_job_id()
+    _put(row.id, row.queue, rq_id, row.due_at, row.description or row.kind)
     row.rq_job_id, row.enqueued_at = rq_id, utcnow()
 
 

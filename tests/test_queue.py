@@ -163,6 +163,63 @@ def test_dispatch_enqueues_the_job_id_on_its_queue(redis_app):
 
 @pytest.mark.redis
 @needs_redis
+def test_dispatch_after_the_commit_is_one_call_to_redis_and_no_sql(redis_app):
+    from rq import Queue
+
+    statements = []
+    with redis_app.app_context():
+        rows = [queue.schedule("test.record", {"label": f"d{n}"}) for n in range(2)]
+        db.session.commit()
+
+        def count(conn, cursor, statement, *args):
+            statements.append(statement)
+
+        sa.event.listen(db.engine, "before_cursor_execute", count)
+        try:
+            queue.dispatch(*rows)
+        finally:
+            sa.event.remove(db.engine, "before_cursor_execute", count)
+        rq_ids = {j.id for j in Queue("default", connection=redis_app.extensions["redis"]).get_jobs()}
+        stored = set(db.session.scalars(sa.select(Job.rq_job_id)))
+    assert statements == []
+    assert rq_ids == stored and len(rq_ids) == 2
+
+
+@pytest.mark.redis
+@needs_redis
+def test_a_job_committed_but_never_handed_to_redis_is_enqueued_by_recover(redis_app):
+    """The process died between the commit and ``dispatch``: the row waits in the database."""
+    from campaign.worker import build_worker
+
+    with redis_app.app_context():
+        queue.schedule("test.record", {"label": "orphan"})
+        db.session.commit()  # and no dispatch
+        assert queue.recover() == 0  # too recent to call lost
+        db.session.execute(sa.update(Job).values(enqueued_at=utcnow() - queue.STALE - timedelta(seconds=1)))
+        db.session.commit()
+        assert queue.recover() == 1
+    build_worker(redis_app, simple=True).work(burst=True)
+    with redis_app.app_context():
+        assert _runs("orphan") == 1
+
+
+@pytest.mark.redis
+@needs_redis
+def test_a_rolled_back_schedule_is_never_dispatched(redis_app):
+    from rq import Queue
+
+    with redis_app.app_context():
+        queue.schedule("test.record", {"label": "rolled back"})
+        db.session.rollback()
+        assert db.session.info.get("planned_enqueues") is None
+        kept = queue.schedule("test.record", {"label": "kept"})
+        db.session.commit()
+        queue.dispatch(kept)
+        assert len(Queue("default", connection=redis_app.extensions["redis"]).get_jobs()) == 1
+
+
+@pytest.mark.redis
+@needs_redis
 @pytest.mark.parametrize("simple", [True, False], ids=["in-process", "forked"])
 def test_real_worker_runs_enqueued_jobs(redis_app, simple):
     from campaign.worker import build_worker

@@ -11,7 +11,7 @@ from campaign import queue
 from campaign.admin.services import get_settings
 from campaign.extensions import db
 from campaign.mailings import jobs  # noqa: F401 - registers the mail.send handler
-from campaign.mailings.backends import Message, build_mime
+from campaign.mailings.backends import _address, _clean
 from campaign.queue import Job
 
 
@@ -42,7 +42,11 @@ def queue_email(to: str, subject: str, template: str, **context: Any) -> Job:
     text = render_template(f"email/{template}.txt", **context)
     html = render_template(f"email/{template}.html", **context)
     sender, reply_to = sender_address()
-    build_mime(Message(to=[to], subject=subject, text=text, html=html, sender=sender, reply_to=reply_to))
+    # The checks ``build_mime`` makes on headers, without building the message.
+    _clean(subject, "the subject")
+    for address in (to, sender, reply_to):
+        if address:
+            _address(address)
     return queue.schedule(
         "mail.send",
         {"to": [to], "subject": subject, "text": text, "html": html, "sender": sender, "reply_to": reply_to},

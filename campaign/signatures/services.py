@@ -271,13 +271,16 @@ def queue_email(to: str, subject: str, template: str, **context: Any) -> Job:
 
 
 def defer_dispatch(row: Job) -> None:
-    db.session.info.setdefault(_AFTER_COMMIT, []).append(row.id)
+    db.session.info.setdefault(_AFTER_COMMIT, []).append(row)
 
 
 def dispatch_after_commit() -> int:
-    """Hand the jobs this session scheduled (emails, reminders) to the queue; call after the commit."""
-    ids = db.session.info.pop(_AFTER_COMMIT, [])
-    rows = [row for row in (db.session.get(Job, job_id) for job_id in ids) if row is not None]
+    """Hand the jobs this session scheduled (emails, reminders) to the queue; call after the commit.
+
+    Rows a rollback undid are no longer persistent and are left out; the others are not
+    reloaded (``queue.dispatch`` needs only their ids).
+    """
+    rows = [row for row in db.session.info.pop(_AFTER_COMMIT, []) if sa.inspect(row).persistent]
     if rows:
         queue.dispatch(*rows)
     return len(rows)
