@@ -74,6 +74,8 @@ class Config:
     MAILING_RATE: int = 600  # messages a minute a new mailing sends at, across all workers
     MAILING_CHUNK: int = 50  # deliveries one mail job claims and sends
     MAILING_LEASE: int = 300  # seconds a worker holds a delivery it is sending; then it is uncertain
+    ALERTS_AUTOMATIC: bool = True  # alerts when a letter opens, a mailing of it is delivered, a meeting is near
+    ALERT_MEETING_DAYS: int = 3  # days before a meeting that its automatic alert goes out
     WORKER_MAINTENANCE_SECONDS: float = 30.0  # how often `flask worker` puts back lost work and expires leases
     MAX_CONTENT_LENGTH: int = 8 * 1024 * 1024
     LOGO_MAX_BYTES: int = 512 * 1024
@@ -134,6 +136,8 @@ class Config:
         "MAILING_RATE": int,
         "MAILING_CHUNK": int,
         "MAILING_LEASE": int,
+        "ALERTS_AUTOMATIC": _bool,
+        "ALERT_MEETING_DAYS": int,
         "WORKER_MAINTENANCE_SECONDS": float,
         "MAX_CONTENT_LENGTH": int,
         "LOGIN_RATE_LIMIT": str,
@@ -170,6 +174,8 @@ class Config:
             raise ConfigurationError("SENDGRID_WEBHOOK_MAX_AGE and SENDGRID_WEBHOOK_MAX_BYTES must be above 0")
         if self.SMTP_TLS not in {"none", "starttls", "ssl"}:
             raise ConfigurationError("SMTP_TLS must be none, starttls or ssl")
+        if self.ALERT_MEETING_DAYS < 1:
+            raise ConfigurationError("ALERT_MEETING_DAYS must be a number of days, 1 or more")
         if self.QUEUE_MODE not in {"auto", "inline", "redis"}:
             raise ConfigurationError("QUEUE_MODE must be auto, inline or redis")
         if self.QUEUE_MODE == "redis" and not self.REDIS_URL:

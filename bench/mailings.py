@@ -152,7 +152,9 @@ def measure(env: dict[str, str], workdir: Path) -> tuple[float, float, int, int]
             worker.wait(timeout=60)
         counts = standin.counts()
         if states != {"sent": CONTACTS} or len(counts) != CONTACTS or max(counts.values()) != 1:
-            raise RuntimeError(f"the mailing did not send each contact once: {states}")
+            twice = sorted(address for address, count in counts.items() if count > 1)
+            raise RuntimeError(f"the mailing did not send each contact once: {states}, {len(counts)} addresses "
+                               f"accepted, {len(twice)} more than once ({twice[:3]})")  # fmt: skip
         bodies = [accepted.body for accepted in standin.accepted]
         standin.reset()
         floor = _post_loop(standin.url, standin.api_key, bodies)

@@ -174,6 +174,9 @@ def main() -> int:
     from bench.mailings import run as mailings_bench
 
     mailings_bench(env, workdir, emit)
+    from bench.alerts import run as alerts_bench
+
+    alerts_bench(env, workdir, emit)
     shutil.rmtree(workdir, ignore_errors=True)
     return 0
 

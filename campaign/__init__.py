@@ -155,11 +155,15 @@ def register_jobs(app: Flask) -> None:
     """Import every domain's job handlers, so any process can run any job."""
     import campaign.mailings.jobs  # noqa: F401
     from campaign import queue
+    from campaign.alerts import jobs as alert_jobs  # noqa: F401 - registers alert.dispatch, alert.chunk
+    from campaign.alerts import sending as alert_sending
+    from campaign.alerts import triggers  # noqa: F401 - alerts.trigger, alert.test, sweeps of letters and meetings
     from campaign.auth import jobs as auth_jobs  # noqa: F401 - registers auth.password_link
     from campaign.mailings import sending, tracking
     from campaign.signatures import jobs as signature_jobs  # noqa: F401 - registers signatures.remind
 
     queue.sweeper(sending.expire_leases)
+    queue.sweeper(alert_sending.expire_leases)
     queue.sweeper(tracking.apply_waiting)  # after expire_leases: events waiting on a send that became uncertain
     queue.install(app)
 

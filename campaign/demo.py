@@ -12,6 +12,7 @@ from flask import current_app
 from flask.cli import AppGroup
 
 from campaign.admin.services import SettingsData, get_settings, update_settings
+from campaign.alerts.demo import load_alerts, load_subscribers
 from campaign.auth import services, twofactor
 from campaign.auth.models import Organisation, User
 from campaign.contacts.demo import load_contacts
@@ -105,12 +106,15 @@ def load() -> None:
         raise click.ClickException("demo accounts have a published password: not loaded with APP_ENV=production")
     accounts = load_accounts()
     db.session.commit()
+    # Before the letters and mailings, so that their automatic alerts have subscribers to reach.
+    load_subscribers()
     load_letters(next((user for user, _ in accounts if user.role == "coordinator"), None))
     coordinator = next((user for user, _ in accounts if user.role == "coordinator"), None)
     load_contacts(coordinator)
     load_signatures(next((user for user, _ in accounts if user.role == "member"), None), coordinator)
     reviewer = next((user for user, _ in accounts if user.role == "coordinator" and user is not coordinator), None)
     load_mailings(coordinator, reviewer)
+    load_alerts(coordinator)
     click.echo("Demo data loaded. Sign in at /login with these accounts:")
     click.echo(f"  password for all: {DEMO_PASSWORD}")
     for user, secret in accounts:

@@ -27,6 +27,8 @@ OPERATION = ("/v3/mail/send", "post")
 MAX_PERSONALIZATIONS = MAX_RECIPIENTS = 1000
 MAX_SCHEDULE_SECONDS = 72 * 3600
 MAX_BODY_BYTES = 30 * 1024 * 1024
+#: Bytes of a personalization's substitutions, and of its custom_args.
+MAX_SUBSTITUTIONS_BYTES = MAX_CUSTOM_ARGS_BYTES = 10_000
 HELP = "https://www.twilio.com/docs/sendgrid/api-reference/mail-send/limitations"
 
 
@@ -74,10 +76,16 @@ def schema_problems(body: Any) -> list[dict[str, Any]]:
 
 
 def _recipients(body: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    for field, address in located_recipients(body):
+        yield field.rpartition(".")[0], address
+
+
+def located_recipients(body: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    """Every address the request sends to, with where it stands (``personalizations.3.to.0``)."""
     for index, personalization in enumerate(body.get("personalizations") or []):
         for kind in ("to", "cc", "bcc"):
-            for person in personalization.get(kind) or []:
-                yield f"personalizations.{index}.{kind}", str(person.get("email", ""))
+            for position, person in enumerate(personalization.get(kind) or []):
+                yield f"personalizations.{index}.{kind}.{position}", str(person.get("email", ""))
 
 
 def recipients(body: dict[str, Any]) -> list[str]:
@@ -130,6 +138,11 @@ def limits(body: dict[str, Any], now: float) -> list[dict[str, Any]]:
                 )
             )
         found += _strings(personalization.get("custom_args"), f"personalizations.{index}.custom_args")
+        found += _strings(personalization.get("headers"), f"personalizations.{index}.headers")
+        found += _size(personalization.get("substitutions"), f"personalizations.{index}.substitutions",
+                       MAX_SUBSTITUTIONS_BYTES)  # fmt: skip
+        found += _size(personalization.get("custom_args"), f"personalizations.{index}.custom_args",
+                       MAX_CUSTOM_ARGS_BYTES)  # fmt: skip
         found += _schedule(personalization.get("send_at"), f"personalizations.{index}.send_at", now)
     found += _schedule(body.get("send_at"), "send_at", now)
     found += _strings(body.get("headers"), "headers")
@@ -153,6 +166,14 @@ def limits(body: dict[str, Any], now: float) -> list[dict[str, Any]]:
 def _schedule(send_at: int | None, field: str, now: float) -> list[dict[str, Any]]:
     if send_at is not None and send_at > now + MAX_SCHEDULE_SECONDS:
         return [problem("The send_at parameter may not be more than 72 hours in the future.", field, HELP)]
+    return []
+
+
+def _size(mapping: dict[str, Any] | None, field: str, limit: int) -> list[dict[str, Any]]:
+    """Names and values of ``mapping`` together may not exceed ``limit`` bytes."""
+    size = sum(len(str(name).encode()) + len(str(value).encode()) for name, value in (mapping or {}).items())
+    if size > limit:
+        return [problem(f"The total size of {field.rpartition('.')[2]} may not exceed {limit} bytes.", field, HELP)]
     return []
 
 

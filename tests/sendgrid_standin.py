@@ -2,9 +2,12 @@
 
 It checks the ``Authorization: Bearer`` key, validates every body against the contract
 (``tests.sendgrid_contract``: the OpenAPI schema and the limits the real API adds), answers
-202 with an ``X-Message-Id`` and records what it accepted.  Told to, it answers the next
-requests with a 429 (``Retry-After``, ``X-RateLimit-*``) or a 5xx, slowly, or accepts a request
-and drops the connection without answering.
+202 with an ``X-Message-Id`` and records what it accepted, request by request and
+personalization by personalization.  Told to, it answers the next requests with a 429
+(``Retry-After``, ``X-RateLimit-*``) or a 5xx, slowly, or accepts a request and drops the
+connection without answering; it refuses (400) every request to an address it was told to
+refuse, naming the personalization as SendGrid does; it counts the connections it was opened,
+and closes the idle ones when told to (as a server does after its keep-alive timeout).
 
 In a test::
 
@@ -17,7 +20,8 @@ In a test::
 From another process: ``python -m tests.sendgrid_standin --port 8025 --pidfile F``; it is
 then steered over HTTP with the same key: ``POST /_standin/faults`` (``{"kind": "status",
 "status": 503, "times": 2}``; kinds ``rate_limit``, ``status``, ``slow``, ``drop``),
-``GET /_standin/accepted`` (counts per address) and ``POST /_standin/reset``.
+``POST /_standin/refuse`` (``{"address": …}``), ``GET /_standin/accepted`` (counts per address)
+and ``POST /_standin/reset``.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import os
 import secrets
 import signal
 import socket
+import ssl
 import sys
 import threading
 import time
@@ -56,6 +61,10 @@ class Accepted:
     def recipients(self) -> list[str]:
         return contract.recipients(self.body)
 
+    @property
+    def personalizations(self) -> list[dict[str, Any]]:
+        return self.body["personalizations"]
+
 
 @dataclass
 class Fault:
@@ -68,29 +77,39 @@ class Fault:
     retry_after: float | None = None  # adds a Retry-After header (rate_limit or status)
     delay: float = 0.0  # slow: seconds before answering
     accept: bool = False  # status: record the request as accepted before failing (a gateway error)
+    error_field: str | None = None  # status: the field SendGrid's error names
     headers: dict[str, str] = field(default_factory=dict)
 
 
 class StandIn:
     """The server, its faults and what it accepted; a context manager giving ``url``."""
 
-    def __init__(self, api_key: str | None = None, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self, api_key: str | None = None, host: str = "127.0.0.1", port: int = 0, tls: ssl.SSLContext | None = None
+    ) -> None:
         contract.validator()  # raises ContractMissing now rather than 500 on each request
         self.api_key = api_key or f"SG.standin-{secrets.token_urlsafe(16)}"
         self._lock = threading.Lock()
         self._faults: list[Fault] = []
         self._accepted: list[Accepted] = []
         self._counts: Counter[str] = Counter()
+        self._refused: set[str] = set()
+        self._open: dict[socket.socket, bool] = {}  # the connections clients hold, and whether busy
         self.requests = 0  # every authorised POST to mail/send, accepted or not
+        self.connections = 0  # every connection a client opened
         self._stopping = threading.Event()
         self._server = _Server((host, port), _Handler)
         self._server.standin = self
+        self.scheme = "http"
+        if tls is not None:  # HTTPS: the handshake happens as each connection is accepted
+            self._server.socket = tls.wrap_socket(self._server.socket, server_side=True)
+            self.scheme = "https"
         self._thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"{self.scheme}://{host}:{port}"
 
     # --- life --------------------------------------------------------------------
 
@@ -125,9 +144,19 @@ class StandIn:
         """Answer the next ``times`` requests 429 with ``X-RateLimit-Reset`` (and ``Retry-After``)."""
         self.add_fault(Fault("rate_limit", times, status=429, reset_in=reset_in, retry_after=retry_after))
 
-    def fail(self, status: int, times: int = 1, retry_after: float | None = None, accept: bool = False) -> None:
-        """Answer the next ``times`` requests with ``status``; ``accept`` records them as sent first."""
-        self.add_fault(Fault("status", times, status=status, retry_after=retry_after, accept=accept))
+    def fail(
+        self,
+        status: int,
+        times: int = 1,
+        retry_after: float | None = None,
+        accept: bool = False,
+        error_field: str | None = None,
+    ) -> None:
+        """Answer the next ``times`` requests with ``status`` (its error naming ``error_field``);
+        ``accept`` records them as sent first."""
+        self.add_fault(
+            Fault("status", times, status=status, retry_after=retry_after, accept=accept, error_field=error_field)
+        )
 
     def slow(self, delay: float, times: int = 1) -> None:
         """Accept the next ``times`` requests but answer only after ``delay`` seconds."""
@@ -137,12 +166,29 @@ class StandIn:
         """Accept the next ``times`` requests, then close the connection without answering."""
         self.add_fault(Fault("drop", times))
 
+    def refuse(self, address: str) -> None:
+        """Answer 400 to every request that sends to ``address`` (compared case-insensitively),
+        naming the field that holds it, until ``reset``."""
+        with self._lock:
+            self._refused.add(address.casefold())
+
+    def close_idle(self) -> int:
+        """Close the connections waiting for their next request (not one a request is on);
+        returns how many."""
+        with self._lock:
+            idle = [sock for sock, busy in self._open.items() if not busy]
+        for sock in idle:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        return len(idle)
+
     def reset(self) -> None:
         with self._lock:
             self._faults.clear()
             self._accepted.clear()
             self._counts.clear()
-            self.requests = 0
+            self._refused.clear()
+            self.requests = self.connections = 0
 
     # --- what happened -----------------------------------------------------------
 
@@ -160,6 +206,12 @@ class StandIn:
         with self._lock:
             return dict(self._counts)
 
+    @property
+    def personalizations(self) -> int:
+        """How many personalizations the accepted requests carried."""
+        with self._lock:
+            return sum(len(accepted.personalizations) for accepted in self._accepted)
+
     # --- used by the handler -----------------------------------------------------
 
     def _next_fault(self) -> Fault | None:
@@ -172,6 +224,25 @@ class StandIn:
             if fault.times <= 0:
                 self._faults.pop(0)
             return fault
+
+    def _connection(self, sock: socket.socket, state: bool | None) -> None:
+        """Note a connection opened (False: idle), busy with a request (True), or closed (None)."""
+        with self._lock:
+            if state is None:
+                self._open.pop(sock, None)
+                return
+            if sock not in self._open:
+                self.connections += 1
+            self._open[sock] = state
+
+    def _refusal(self, body: dict[str, Any]) -> dict[str, Any] | None:
+        with self._lock:
+            if not self._refused:
+                return None
+            for field, address in contract.located_recipients(body):
+                if address.casefold() in self._refused:
+                    return contract.problem("Does not contain a valid address.", f"{field}.email")
+        return None
 
     def _accept(self, body: dict[str, Any], headers: dict[str, str]) -> Accepted:
         accepted = Accepted(secrets.token_urlsafe(16), body, headers, time.time())
@@ -197,6 +268,25 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         pass  # quiet: the tests read what was accepted instead
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.standin._connection(self.connection, False)
+
+    def finish(self) -> None:
+        self.server.standin._connection(self.connection, None)
+        super().finish()
+
+    def parse_request(self) -> bool:
+        self.server.standin._connection(self.connection, True)
+        return super().parse_request()
+
+    def handle_one_request(self) -> None:
+        try:
+            super().handle_one_request()
+        finally:
+            if not self.close_connection:
+                self.server.standin._connection(self.connection, False)
 
     def _answer(self, status: int, payload: Any = None, headers: dict[str, str] | None = None) -> None:
         data = b"" if payload is None else json.dumps(payload).encode()
@@ -232,17 +322,24 @@ class _Handler(BaseHTTPRequestHandler):
             return self._errors(404, contract.problem("not found"))
         if self._authorised():
             standin = self.server.standin
-            self._answer(
-                200, {"requests": standin.requests, "accepted": len(standin.accepted), "counts": standin.counts()}
-            )
+            self._answer(200, {"requests": standin.requests, "accepted": len(standin.accepted),
+                               "personalizations": standin.personalizations, "counts": standin.counts()})  # fmt: skip
 
     def do_POST(self) -> None:
         standin = self.server.standin
-        if self.path in ("/_standin/faults", "/_standin/reset"):
+        if self.path in ("/_standin/faults", "/_standin/refuse", "/_standin/reset"):
             raw = self._body()
             if raw is not None and self._authorised():
                 if self.path.endswith("reset"):
                     standin.reset()
+                elif self.path.endswith("refuse"):
+                    try:
+                        address = json.loads(raw or b"{}")["address"]
+                    except (ValueError, KeyError, TypeError):
+                        address = None
+                    if not isinstance(address, str) or not address:
+                        return self._errors(400, contract.problem("not an address"))
+                    standin.refuse(address)
                 else:
                     try:
                         standin.add_fault(Fault(**json.loads(raw or b"{}")))
@@ -263,6 +360,9 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             return self._errors(400, contract.problem("Bad Request: the body is not valid JSON"))
         problems = contract.schema_problems(body) or contract.limits(body, time.time())
+        refusal = None if problems else standin._refusal(body)
+        if refusal is not None:
+            problems = [refusal]
         if problems:
             return self._errors(400, *problems)
         headers = {name: value for name, value in self.headers.items() if name.lower() != "authorization"}
@@ -293,6 +393,7 @@ class _Handler(BaseHTTPRequestHandler):
             message = "too many requests"
         else:
             message = {
+                400: "bad request",
                 500: "internal server error",
                 502: "bad gateway",
                 503: "service unavailable",
@@ -300,7 +401,7 @@ class _Handler(BaseHTTPRequestHandler):
             }.get(fault.status, "error")
         if fault.retry_after is not None:
             headers["Retry-After"] = str(int(fault.retry_after))
-        self._errors(fault.status, contract.problem(message), headers=headers)
+        self._errors(fault.status, contract.problem(message, fault.error_field), headers=headers)
 
 
 def main(argv: list[str] | None = None) -> None:

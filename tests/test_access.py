@@ -61,6 +61,9 @@ ACCESS = {
     "mailings.cancel": STAFF,
     "mailings.deliveries": STAFF,
     "mailings.delivery": STAFF,
+    "mailings.report_page": STAFF,
+    "mailings.report_csv": STAFF,
+    "mailings.record": STAFF,
     "admin.jobs": STAFF,
     "auth.create_token": SIGNED_IN,
     "auth.revoke_token": SIGNED_IN,
@@ -164,11 +167,48 @@ ACCESS = {
     "mailings_api.cancel_mailing": STAFF,
     "mailings_api.list_deliveries": STAFF,
     "mailings_api.get_delivery": STAFF,
+    "alerts.subscribe": PUBLIC,
+    "alerts.subscribe_sent": PUBLIC,
+    "alerts.confirm": PUBLIC,  # the signed token is the key (tests/alerts/test_subscribe.py)
+    "alerts.preferences": PUBLIC,
+    "alerts.resume": PUBLIC,
+    "alerts.export": PUBLIC,
+    "alerts.delete": PUBLIC,
+    "alerts.unsubscribe": PUBLIC,
+    "alerts_admin.subscribers_list": STAFF,
+    "alerts_admin.subscriber": STAFF,
+    "alerts_admin.unsubscribe_subscriber": STAFF,
+    "alerts_admin.delete_subscriber": STAFF,
+    "alerts_admin.topics": STAFF,
+    "alerts_admin.rename_topic": STAFF,
+    "alerts_admin.retire_topic": STAFF,
+    "alerts_admin.restore_topic": STAFF,
+    "subscribers_api.list_subscribers": STAFF,
+    "subscribers_api.get_subscriber": STAFF,
+    "subscribers_api.delete_subscriber": STAFF,
+    "alerts_admin.alerts": STAFF,
+    "alerts_admin.new_alert": STAFF,
+    "alerts_admin.edit_alert": STAFF,
+    "alerts_admin.alert": STAFF,
+    "alerts_admin.progress": STAFF,
+    "alerts_admin.preview": STAFF,
+    "alerts_admin.preview_html": STAFF,
+    "alerts_admin.test_send": STAFF,
+    "alerts_admin.send": STAFF,
+    "alerts_admin.cancel": STAFF,
+    "alerts_admin.export_deliveries": STAFF,
+    "alerts_api.list_alerts": STAFF,
+    "alerts_api.create_alert": STAFF,
+    "alerts_api.get_alert": STAFF,
+    "alerts_api.send_alert": STAFF,
+    "alerts_api.cancel_alert": STAFF,
     "webhooks.sendgrid_events": PUBLIC,  # SendGrid's signature is checked instead (tests/mailings/test_webhook.py)
 }
 API_BLUEPRINTS = ("auth_api", "letters_api", "contacts_api")
 API_BLUEPRINTS += ("signatures_api",)
 API_BLUEPRINTS += ("mailings_api",)
+API_BLUEPRINTS += ("alerts_api",)
+API_BLUEPRINTS += ("subscribers_api",)
 
 
 def test_every_route_has_an_entry(app):
@@ -194,6 +234,7 @@ def _sample_values(accounts: dict) -> dict[str, object]:
         "signature_id": 999999,
         "mailing_id": 999999,
         "delivery_id": 999999,
+        "alert_id": 999999,
     }
 
 

@@ -238,6 +238,10 @@ def transition(letter: Letter, to: str, actor: object = None) -> Letter:
         before=before,
         after=target.value,
     )
+    if target is LetterStatus.OPEN:
+        from campaign.alerts import triggers
+
+        triggers.on_letter_opened(letter)
     return letter
 
 

@@ -115,6 +115,29 @@ def substitute(template: str, values: Mapping[str, str]) -> str:
     return pattern.sub(lambda match: values[match.group(0)], template)
 
 
+def check_batch(batch: Batch) -> None:
+    """Refuse a batch that no backend sends, before any of it is sent: ``ValueError`` for more
+    than ``MAX_BATCH`` recipients or an address given twice (compared case-insensitively),
+    ``HeaderInjectionError`` for a line break in a recipient's headers or ``custom_args``, or in a
+    substitution for a tag of the subject or the reply-to address (the parts that become headers)."""
+    if len(batch.recipients) > MAX_BATCH:
+        raise ValueError(f"a batch has at most {MAX_BATCH} recipients, not {len(batch.recipients)}")
+    in_headers = f"{batch.subject}\n{batch.reply_to or ''}"
+    seen: set[str] = set()
+    for recipient in batch.recipients:
+        address = parseaddr(_clean(recipient.address, "an address"))[1].casefold()
+        if address in seen:
+            raise ValueError(f"the address {recipient.address!r} is in the batch twice")
+        seen.add(address)
+        for name, value in recipient.headers.items():
+            _clean(value, f"the {_clean(name, 'a header name')} header")
+        for name, value in recipient.custom_args.items():
+            _clean(str(value), f"the custom_args {_clean(str(name), 'a custom_args name')}")
+        for tag, value in recipient.substitutions.items():
+            if tag in in_headers:
+                _clean(value, f"the substitution for {tag}")
+
+
 def message_for(batch: Batch, recipient: BatchRecipient) -> Message:
     """The single message ``recipient`` receives from ``batch``."""
     values = recipient.substitutions
@@ -138,7 +161,8 @@ class MailBackend(Protocol):
 
     def send_batch(self, batch: Batch) -> list[SendResult]:
         """One result per recipient, in order.  Backends without batch requests send each
-        recipient's message on its own."""
+        recipient's message on its own.  A batch ``check_batch`` refuses raises before anything
+        is sent."""
         ...
 
 
@@ -211,6 +235,8 @@ class OutboxBackend:
         return SendResult(ok=True, message_id=path.name)
 
     def send_batch(self, batch: Batch) -> list[SendResult]:
+        """Each recipient's message in a file of its own; ``check_batch`` first."""
+        check_batch(batch)
         return [self.send(message_for(batch, recipient)) for recipient in batch.recipients]
 
     def path_for(self, name: str) -> Path | None:
@@ -330,7 +356,8 @@ class SMTPBackend:
             _quit(client)
 
     def send_batch(self, batch: Batch) -> list[SendResult]:
-        """Each recipient's message on its own, over one connection."""
+        """Each recipient's message on its own, over one connection; ``check_batch`` first."""
+        check_batch(batch)
         with self.batch():
             return [self.send(message_for(batch, recipient)) for recipient in batch.recipients]
 

@@ -1,8 +1,12 @@
 """Demo mailings: the demo letter sent to the Security Council's missions (drafted by one
-coordinator, approved by the other, delivered to the outbox), and a draft to every mission
-three days before the meeting, waiting for its approval."""
+coordinator, approved by the other, delivered to the outbox, then reported on as SendGrid would
+report it, so its delivery report has something to show), and a draft to every mission three
+days before the meeting, waiting for its approval."""
 
 from __future__ import annotations
+
+import secrets
+import time
 
 import click
 import sqlalchemy as sa
@@ -10,8 +14,8 @@ import sqlalchemy as sa
 from campaign.auth.models import User
 from campaign.extensions import db
 from campaign.letters.services import get_letter
-from campaign.mailings import sending, services
-from campaign.mailings.models import Mailing
+from campaign.mailings import sending, services, tracking
+from campaign.mailings.models import Delivery, DeliveryStatus, Mailing
 from campaign.signatures.demo import DEMO_LETTER
 
 SUBJECT = "{% if contact.language == 'fr' %}Lettre ouverte{% else %}Open letter{% endif %}: {{ letter.title }}"
@@ -53,12 +57,49 @@ def load_mailings(author: User | None, approver: User | None) -> None:
     db.session.commit()
     while sending.send_chunk(council.id):
         pass
+    track_demo_deliveries(council.id)
     db.session.refresh(council)
     progress = sending.progress(council.id)
-    click.echo(f"Mailings: '{council.name}' {council.status}, {progress.counts['sent']} messages in the outbox")
+    click.echo(
+        f"Mailings: '{council.name}' {council.status}, {progress.total} messages in the outbox "
+        f"({progress.counts['delivered']} reported delivered, {progress.counts['bounced']} bounced): "
+        f"see its report at /admin/mailings/{council.id}/report"
+    )
     everyone = services.create_mailing(
         services.MailingData(letter, SUBJECT, INTRODUCTION, name="Every mission, three days before the meeting"),
         actor=author,
     )
     db.session.commit()
     click.echo(f"  '{everyone.name}' waits for approval by a second coordinator at /admin/mailings/{everyone.id}")
+
+
+#: The demo contact whose message bounces (its mission keeps its New York contact).
+BOUNCING = "geneva.fr@missions.example.org"
+#: The demo contact whose message stays sent, with no report from the provider yet.
+UNREPORTED = "pm.us@missions.example.org"
+
+
+def track_demo_deliveries(mailing_id: int) -> None:
+    """Events as SendGrid's webhook would post them, applied by the real tracking code: every
+    message processed and delivered, but one that bounces and one not reported on yet."""
+    deliveries = db.session.scalars(
+        sa.select(Delivery)
+        .where(Delivery.mailing_id == mailing_id, Delivery.status == DeliveryStatus.SENT.value)
+        .order_by(Delivery.id)
+    ).all()
+    now = int(time.time())
+    events = []
+    for delivery in deliveries:
+        if delivery.email == UNREPORTED:
+            continue
+        common = {"email": delivery.email, "delivery": str(delivery.id), "mailing": str(mailing_id)}
+        events.append(common | {"event": "processed", "timestamp": now, "sg_event_id": secrets.token_urlsafe(16)})
+        if delivery.email == BOUNCING:
+            events.append(common | {"event": "bounce", "type": "bounce", "status": "5.1.1", "timestamp": now + 40,
+                                    "reason": "550 5.1.1 The email account that you tried to reach does not exist",
+                                    "sg_event_id": secrets.token_urlsafe(16)})  # fmt: skip
+        else:
+            events.append(common | {"event": "delivered", "response": "250 2.0.0 OK", "timestamp": now + 30,
+                                    "sg_event_id": secrets.token_urlsafe(16)})  # fmt: skip
+    tracking.receive(events)
+    db.session.commit()

@@ -1,10 +1,14 @@
-"""The ``sendgrid`` mail backend: one v3 ``mail/send`` request per message; and the check
-that an event webhook post comes from SendGrid (``check_event_signature``).
+"""The ``sendgrid`` mail backend: one v3 ``mail/send`` request per message, or per batch of up
+to ``MAX_BATCH`` recipients; and the check that an event webhook post comes from SendGrid
+(``check_event_signature``).
 
-The only module that imports the ``sendgrid`` library.  Each message becomes one
-personalization carrying its opaque ids in ``custom_args`` (SendGrid's events bring
-them back, which is how an ``uncertain`` delivery is settled); click, open and
-subscription tracking are off.  What an answer means for the sending rule:
+The only module that imports the ``sendgrid`` library: ``SendGridAPIClient`` builds the URL and
+the headers (the API key among them) and turns refusals into its ``HTTPError`` classes; the
+request itself travels over a kept-alive connection (``campaign.mailings.keepalive``), one per
+thread and process, instead of the library's new connection per request.  Each recipient is one
+personalization carrying its opaque ids in ``custom_args`` (SendGrid's events bring them back,
+which is how an ``uncertain`` delivery is settled); click, open and subscription tracking are
+off.  What an answer means for the sending rule (for a batch, for every recipient in it):
 
 ==========================================  =============  ====================================
 outcome                                     result         why
@@ -14,12 +18,28 @@ outcome                                     result         why
                                                            ``retry_after`` from ``Retry-After``
                                                            or ``X-RateLimit-Reset``
 no connection (refused, DNS, TLS, a         retryable      the request never reached SendGrid
-timeout or reset while writing it)
-timeout or dropped connection after the     uncertain      SendGrid may have accepted it
-request was written; 502, 504
+timeout while connecting)
+failure while writing the request on a      retryable      an incomplete request is never
+new connection                                             accepted
+failure while writing on a reused           sent again     the server had closed the idle
+connection (broken pipe, reset)             at once, on a  connection; nothing was accepted
+                                            new connection
+timeout or dropped connection after the     uncertain      SendGrid may have accepted it; on a
+request was written, on a new or a reused                  reused connection too (the server
+connection; 502, 504                                       may have read it before closing)
 500, any other 5xx, any other answer        uncertain      see ``_answer``
+400 for a batch of several recipients       split          sent again in halves (a 400 accepts
+                                                           nothing) until the refused address
+                                                           stands alone, unless SendGrid names
+                                                           only batch-wide fields
 other 4xx (400, 401, 403, 413…)             failed         SendGrid's messages in the reason
 ==========================================  =============  ====================================
+
+A reused connection is the one place where sending twice could creep in: a server that closes
+an idle connection just as a request is written on it leaves the request unanswered, and that
+request must be ``uncertain``.  To keep that rare, a connection idle for more than
+``KeptAliveOpener.IDLE_SECONDS``, or one the server has closed or written on while it was idle
+(it polls readable), is replaced by a new one before the request is written.
 """
 
 from __future__ import annotations
@@ -33,19 +53,22 @@ import json
 import logging
 import re
 import time
+import urllib.request
 from base64 import b64encode
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
-from urllib.error import URLError
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_der_public_key
+from python_http_client.client import Response
 from python_http_client.exceptions import HTTPError
 from sendgrid import SendGridAPIClient
 
-from campaign.mailings.backends import Message, SendResult, _address, _clean
+from campaign.mailings.backends import Batch, Message, SendResult, _address, _clean, check_batch
+from campaign.mailings.keepalive import KeptAliveOpener, NotSent
 
 #: Bounds on a wait the server asks for: a clock off by hours must not stall a mailing.
 MIN_RETRY_AFTER, MAX_RETRY_AFTER = 1.0, 3600.0
@@ -69,6 +92,12 @@ class SendGridBackend:
         self._api.client.timeout = timeout
         # At DEBUG the HTTP client logs every request's headers, the API key among them.
         logging.getLogger("python_http_client.client").setLevel(logging.INFO)
+        # Built once: the library's ``post()`` would build the same client chain and a urllib
+        # opener (0.2 ms) for every request.
+        self._endpoint = self._api.client.mail.send
+        self._url = self._endpoint._build_url(None)
+        self._headers = {**self._endpoint.request_headers, "Content-Type": "application/json"}
+        self._opener = KeptAliveOpener()
 
     def send(self, message: Message) -> SendResult:
         """Hand ``message`` to SendGrid.  Raises ``HeaderInjectionError`` (nothing sent) for a
@@ -76,19 +105,62 @@ class SendGridBackend:
         body = request_body(message)
         if not body.get("content"):
             return SendResult(ok=False, error="the message has neither a text nor an HTML body")
+        return self._post(body).result
+
+    def send_batch(self, batch: Batch) -> list[SendResult]:
+        """Hand ``batch`` to SendGrid in one request, one personalization per recipient; one
+        result per recipient, in order.  Raises ``ValueError`` (nothing sent) for more than
+        ``MAX_BATCH`` recipients, an address given twice, or a line break in anything that
+        reaches a header.  A 400 is split to find the refused addresses (see the module's table)."""
+        body = batch_body(batch)
+        if not batch.recipients:
+            return []
+        if not body.get("content"):
+            return [SendResult(ok=False, error="the batch has neither a text nor an HTML body")] * len(batch.recipients)
+        return self._post_split(body)
+
+    def close(self) -> None:
+        """Close this thread's connection to SendGrid, if it has one."""
+        self._opener.close()
+
+    def _post_split(self, body: dict[str, Any]) -> list[SendResult]:
+        personalizations = body["personalizations"]
+        answer = self._post(body)
+        if answer.status != 400 or len(personalizations) < 2 or answer.batch_wide:
+            return [answer.result] * len(personalizations)
+        half = len(personalizations) // 2
+        first = self._post_split({**body, "personalizations": personalizations[:half]})
+        if all(result.retryable for result in first):
+            # Refused before accepting (429, 503, no connection): the other half waits as well.
+            return first + [first[-1]] * (len(personalizations) - half)
+        return first + self._post_split({**body, "personalizations": personalizations[half:]})
+
+    def _post(self, body: dict[str, Any]) -> _Answer:
+        data = _encode(body)
+        request = urllib.request.Request(self._url, data=data, headers=self._headers, method="POST")  # noqa: S310 - an http(s) URL, checked by the configuration
         try:
-            response = self._api.client.mail.send.post(request_body=body)
+            # The library's own step (it turns a refusal into its HTTPError classes), on our opener.
+            response = Response(self._endpoint._make_request(self._opener, request, timeout=self._endpoint.timeout))
         except HTTPError as exc:
-            return _answer(exc.status_code, exc.headers, exc.body)
-        except URLError as exc:
-            # urllib wraps in URLError only what fails while connecting or writing the request:
-            # SendGrid cannot have received a whole request, so sending again is safe.
-            return SendResult(ok=False, error=f"not sent: {_describe(exc.reason)}", retryable=True)
+            return _Answer(_answer(exc.status_code, exc.headers, exc.body), exc.status_code, _batch_wide(exc.body))
+        except NotSent as exc:
+            return _Answer(SendResult(ok=False, error=f"not sent: {exc}", retryable=True))
         except (OSError, http.client.HTTPException) as exc:
             # The request was written and the answer never came whole (timeout, connection
             # dropped, a status line cut off): SendGrid may have accepted it.
-            return SendResult(ok=False, error=f"no answer after sending: {_describe(exc)}", uncertain=True)
-        return _answer(response.status_code, response.headers, response.body)
+            return _Answer(SendResult(ok=False, error=f"no answer after sending: {_describe(exc)}", uncertain=True))
+        return _Answer(_answer(response.status_code, response.headers, response.body), response.status_code)
+
+
+@dataclass(frozen=True)
+class _Answer:
+    result: SendResult
+    status: int | None = None
+    #: A refusal naming only fields outside ``personalizations``: a smaller batch fares no better.
+    batch_wide: bool = False
+
+
+# --- request bodies -------------------------------------------------------------------------
 
 
 def request_body(message: Message) -> dict[str, Any]:
@@ -97,33 +169,9 @@ def request_body(message: Message) -> dict[str, Any]:
     Header values go through the same checks as ``build_mime`` (no CR or LF anywhere
     a header is made from).
     """
-    personalization: dict[str, Any] = {"to": [_person(addr) for addr in message.to]}
-    if message.custom_args:
-        # On the personalization: the contract's top-level ``custom_args`` is mistyped.
-        personalization["custom_args"] = {
-            _clean(str(k), "a custom_args name"): _clean(str(v), "a custom_args value")
-            for k, v in message.custom_args.items()
-        }
-    body: dict[str, Any] = {
-        "personalizations": [personalization],
-        "from": _person(message.sender),
-        "subject": _clean(message.subject, "the subject"),
-        "content": [
-            {"type": kind, "value": value}
-            for kind, value in (("text/plain", message.text), ("text/html", message.html))
-            if value  # the contract refuses empty content; text/plain must come first
-        ],
-        "tracking_settings": _TRACKING_OFF,
-    }
-    if message.reply_to:
-        body["reply_to"] = _person(message.reply_to)
-    if message.headers:
-        body["headers"] = {
-            _clean(name, "a header name"): _clean(value, f"the {name} header")
-            for name, value in message.headers.items()
-        }
-    if message.categories:
-        body["categories"] = [_clean(c, "a category") for c in dict.fromkeys(message.categories)]
+    body = _common(message.subject, message.text, message.html, message.sender, message.reply_to,
+                   message.headers, message.categories)  # fmt: skip
+    body["personalizations"] = [_personalization(message.to, message.custom_args)]
     if message.attachments:
         body["attachments"] = [
             {
@@ -137,6 +185,89 @@ def request_body(message: Message) -> dict[str, Any]:
     return body
 
 
+def batch_body(batch: Batch) -> dict[str, Any]:
+    """The ``mail/send`` body for a batch: the shared parts at the top level, and for each
+    recipient a personalization with its address, substitutions, ``custom_args`` and headers.
+
+    Raises what ``check_batch`` raises, and ``HeaderInjectionError`` for a line break in anything
+    else that reaches a header.
+    """
+    check_batch(batch)
+    body = _common(batch.subject, batch.text, batch.html, batch.sender, batch.reply_to, batch.headers,
+                   batch.categories)  # fmt: skip
+    personalizations = []
+    for recipient in batch.recipients:
+        personalization = _personalization([recipient.address], recipient.custom_args, recipient.headers)
+        if recipient.substitutions:
+            personalization["substitutions"] = {str(tag): str(value) for tag, value in recipient.substitutions.items()}
+        personalizations.append(personalization)
+    body["personalizations"] = personalizations
+    return body
+
+
+def _common(
+    subject: str,
+    text: str,
+    html: str | None,
+    sender: str,
+    reply_to: str | None,
+    headers: Mapping[str, str],
+    categories: Sequence[str],
+) -> dict[str, Any]:
+    """The top level of a body: sender, subject, content, tracking off, headers and categories."""
+    body: dict[str, Any] = {
+        "from": _person(sender),
+        "subject": _clean(subject, "the subject"),
+        "content": [
+            {"type": kind, "value": value}
+            for kind, value in (("text/plain", text), ("text/html", html))
+            if value  # the contract refuses empty content; text/plain must come first
+        ],
+        "tracking_settings": _TRACKING_OFF,
+    }
+    if reply_to:
+        body["reply_to"] = _person(reply_to)
+    if headers:
+        body["headers"] = _headers(headers)
+    if categories:
+        body["categories"] = [_clean(c, "a category") for c in dict.fromkeys(categories)]
+    return body
+
+
+def _personalization(
+    to: Sequence[str], custom_args: Mapping[str, str], headers: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    personalization: dict[str, Any] = {"to": [_person(address) for address in to]}
+    if custom_args:
+        # On the personalization: the contract's top-level ``custom_args`` is mistyped.
+        personalization["custom_args"] = {
+            _clean(str(k), "a custom_args name"): _clean(str(v), "a custom_args value") for k, v in custom_args.items()
+        }
+    if headers:
+        personalization["headers"] = _headers(headers)
+    return personalization
+
+
+def _headers(headers: Mapping[str, str]) -> dict[str, str]:
+    return {_clean(name, "a header name"): _clean(value, f"the {name} header") for name, value in headers.items()}
+
+
+def _encode(body: dict[str, Any]) -> bytes:
+    """``body`` as JSON.  The attachments' JSON is kept for the next messages, like their base64:
+    encoding a PDF again for each message cost more than the rest of the body."""
+    attachments = body.get("attachments")
+    if not attachments:
+        return json.dumps(body).encode()
+    rest = json.dumps({name: value for name, value in body.items() if name != "attachments"}).encode()
+    encoded = _attachments_json(tuple(tuple(attachment.items()) for attachment in attachments))
+    return b"".join((rest[:-1], b', "attachments": ', encoded, b"}"))
+
+
+@functools.lru_cache(maxsize=8)
+def _attachments_json(attachments: tuple[tuple[tuple[str, str], ...], ...]) -> bytes:
+    return json.dumps([dict(attachment) for attachment in attachments]).encode()
+
+
 @functools.lru_cache(maxsize=8)
 def _base64(content: bytes) -> str:
     """An attachment's base64, kept for the next messages: a mailing attaches the same few PDFs
@@ -144,12 +275,25 @@ def _base64(content: bytes) -> str:
     return b64encode(content).decode("ascii")
 
 
+#: An address with nothing to parse: no display name, quoting, comment or second address.
+_BARE_ADDRESS = re.compile(r"[^@\s<>()\[\]\\\",;:]+@[^@\s<>()\[\]\\\",;:]+")
+
+
 def _person(raw: str) -> dict[str, str]:
+    if _BARE_ADDRESS.fullmatch(raw):  # most recipients: no parse needed (and no line break)
+        return {"email": raw}
+    return dict(_parsed_person(raw))
+
+
+@functools.lru_cache(maxsize=64)
+def _parsed_person(raw: str) -> tuple[tuple[str, str], ...]:
+    """Parsing an address costs more than the rest of a body: the sender and the reply-to
+    address, the same in every message of a mailing, are parsed once."""
     address = _address(raw)
-    person = {"email": address.addr_spec}
+    person = [("email", address.addr_spec)]
     if address.display_name:
-        person["name"] = address.display_name
-    return person
+        person.append(("name", address.display_name))
+    return tuple(person)
 
 
 def _answer(status: int, headers: Any, body: bytes | None) -> SendResult:
@@ -204,6 +348,15 @@ def _messages(body: bytes | None) -> str:
         text = (body or b"").decode("utf-8", "replace").strip()
         return f": {text[:300]}" if text else ""
     return ": " + "; ".join(parts) if parts else ""
+
+
+def _batch_wide(body: bytes | None) -> bool:
+    """Whether SendGrid's refusal names fields, none of them in ``personalizations``."""
+    try:
+        fields = [error.get("field") for error in json.loads(body or b"")["errors"]]
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return False
+    return bool(fields) and all(isinstance(f, str) and f and not f.startswith("personalizations") for f in fields)
 
 
 def _describe(exc: BaseException | str) -> str:

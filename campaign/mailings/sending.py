@@ -406,6 +406,9 @@ def finish_if_done(mailing_id: int) -> bool:
     db.session.commit()
     if done:
         log.info("mailing %s: finished", mailing_id)
+        from campaign.alerts import triggers
+
+        triggers.on_mailing_finished(mailing_id)
     return bool(done)
 
 

@@ -1,7 +1,8 @@
 """Delivery tracking: SendGrid's events, each stored once and applied to its delivery and contact.
 
 An event names its delivery by the ``custom_args`` every message carries (``delivery``
-and ``mailing``), else by its ``sg_message_id``, whose part before the first dot is the
+and ``mailing``; alerts' ``alert_delivery`` and ``alert`` go to ``campaign.alerts.events``),
+else by its ``sg_message_id``, whose part before the first dot is the
 ``X-Message-Id`` recorded when the message was sent; the event's address must be the
 delivery's.  Events naming no delivery of this installation (test sends, another
 installation on the same SendGrid account) are stored as ``unmatched`` and acknowledged,
@@ -136,14 +137,25 @@ def receive(events: Sequence[Any]) -> Received:
     seen = _known(list(fresh))
     result.duplicates += len(seen)
     new = sorted(((k, e) for k, e in fresh.items() if k not in seen), key=lambda item: _epoch(item[1]) or 0)
-    by_id, by_message = _deliveries_for([event for _, event in new])
+    from campaign.alerts import events as alerts
+
+    by_id, by_message = _deliveries_for([event for _, event in new if not alerts.is_alert_event(event)])
+    # Alert deliveries: named by their custom args, or by message id for events carrying none.
+    bare = {p for _, e in new if "delivery" not in e and not alerts.is_alert_event(e) and (p := message_prefix(e))}
+    alert_by_id, alert_by_message = alerts.deliveries_for([e for _, e in new if alerts.is_alert_event(e)], bare)
     for key, event in new:
-        delivery = _match(event, by_id, by_message)
-        row_id = _claim(key, event, delivery)
+        delivery = None if alerts.is_alert_event(event) else _match(event, by_id, by_message)
+        alert_delivery = None
+        if delivery is None:
+            alert_delivery = alerts.match(event, alert_by_id, alert_by_message, message_prefix(event))
+        row_id = _claim(key, event, delivery, alert_delivery)
         if row_id is None:  # a concurrent post stored it first
             result.duplicates += 1
             continue
-        outcome, detail = apply(event, delivery)
+        if alert_delivery is not None:
+            outcome, detail = alerts.apply(event, alert_delivery)
+        else:
+            outcome, detail = apply(event, delivery)
         db.session.execute(
             sa.update(SendGridEvent)
             .where(SendGridEvent.id == row_id)
@@ -196,9 +208,15 @@ def apply(
 
 
 def apply_waiting(limit: int = 500) -> int:
-    """Apply the waiting events whose delivery has left ``pending`` and ``sending``; commits.
-    Returns how many were applied.  Runs after each webhook post and in the worker's
-    maintenance loop."""
+    """Apply the waiting events whose delivery (or alert delivery) has left ``pending`` and
+    ``sending``; commits.  Returns how many were applied.  Runs after each webhook post and in
+    the worker's maintenance loop."""
+    from campaign.alerts import events as alerts
+
+    return _apply_waiting_mailings(limit) + alerts.apply_waiting(limit)
+
+
+def _apply_waiting_mailings(limit: int) -> int:
     when = sa.func.coalesce(SendGridEvent.occurred_at, SendGridEvent.received_at)
     ready = db.session.execute(
         sa.select(SendGridEvent.id, SendGridEvent.delivery_id)
@@ -329,7 +347,7 @@ def _match(
     return delivery
 
 
-def _claim(key: str, event: Mapping[str, Any], delivery: Delivery | None) -> int | None:
+def _claim(key: str, event: Mapping[str, Any], delivery: Delivery | None, alert_delivery: Any = None) -> int | None:
     """Insert the event's row unless its ``sg_event_id`` is stored already; its id, or None."""
     if db.session.get_bind().dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
@@ -343,6 +361,7 @@ def _claim(key: str, event: Mapping[str, Any], delivery: Delivery | None) -> int
         "email": str(event.get("email") or "")[:254],
         "sg_message_id": str(event["sg_message_id"])[:255] if event.get("sg_message_id") else None,
         "delivery_id": delivery.id if delivery is not None else None,
+        "alert_delivery_id": alert_delivery.id if alert_delivery is not None else None,
         "outcome": EventOutcome.RECORDED.value,
         "detail": "",
         "data": _stored(event),
@@ -354,7 +373,11 @@ def _claim(key: str, event: Mapping[str, Any], delivery: Delivery | None) -> int
 def _stored(event: Mapping[str, Any]) -> dict[str, Any]:
     if len(json.dumps(event, default=str)) <= _MAX_STORED:
         return dict(event)
-    kept = {name: event[name] for name in ("event", "email", "delivery", "mailing", *_KEPT) if name in event}
+    kept = {
+        name: event[name]
+        for name in ("event", "email", "delivery", "mailing", "alert", "alert_delivery", *_KEPT)
+        if name in event
+    }
     return {name: str(value)[:1000] for name, value in kept.items()} | {"truncated": True}
 
 

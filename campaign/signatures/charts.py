@@ -1,9 +1,6 @@
-"""Charts for coordinators as inline SVG, drawn on the server: no script, no inline style.
-
-Each chart is ``<svg role="img">`` with a ``<title>`` and a ``<desc>`` (referenced by
-``aria-labelledby``) and uses presentation attributes (``fill=``), which the CSP allows;
-the pages print the same figures as a table beside it.  Regions are the UN regional
-groups, which is how delegations in New York and Geneva count support.
+"""Charts of signatures for coordinators, drawn with ``campaign.charts`` (inline SVG, a table
+beside each).  Regions are the UN regional groups, which is how delegations in New York and
+Geneva count support.
 """
 
 from __future__ import annotations
@@ -16,7 +13,11 @@ from datetime import date, datetime, timedelta
 
 from markupsafe import Markup
 
-SVG_NS = "http://www.w3.org/2000/svg"
+from campaign.charts import ACCENT, GRID, HEIGHT, INK, MARGIN_BOTTOM, MARGIN_LEFT, MARGIN_TOP, WIDTH
+from campaign.charts import markup as _markup
+from campaign.charts import svg as _svg
+from campaign.charts import text as _text
+
 AFRICA, ASIA_PACIFIC, EASTERN_EUROPE = "African Group", "Asia-Pacific Group", "Eastern European Group"
 LATIN_AMERICA, WEOG, OTHER = "Latin American and Caribbean Group", "Western European and Others Group", "Other"
 REGIONS = (AFRICA, ASIA_PACIFIC, EASTERN_EUROPE, LATIN_AMERICA, WEOG, OTHER)
@@ -57,39 +58,6 @@ def by_region(countries: Iterable[str]) -> list[tuple[str, int]]:
     """(region, count) for every region with signatures, in the regions' usual order."""
     counts = Counter(region_of(country) for country in countries)
     return [(region, counts[region]) for region in REGIONS if counts[region]]
-
-
-# --- drawing ------------------------------------------------------------------------------------
-
-WIDTH, HEIGHT, MARGIN_LEFT, MARGIN_BOTTOM, MARGIN_TOP = 640, 260, 48, 36, 12
-INK, ACCENT, GRID = "#1f2933", "#1d5fa8", "#d9dee3"
-
-
-def _svg(chart_id: str, title: str, description: str, height: int = HEIGHT) -> ET.Element:
-    svg = ET.Element(
-        "svg",
-        {
-            "xmlns": SVG_NS,
-            "role": "img",
-            "viewBox": f"0 0 {WIDTH} {height}",
-            "width": "100%",
-            "aria-labelledby": f"{chart_id}-title {chart_id}-desc",
-            "class": "chart",
-            "font-family": "sans-serif",
-            "font-size": "12",
-        },
-    )
-    ET.SubElement(svg, "title", {"id": f"{chart_id}-title"}).text = title
-    ET.SubElement(svg, "desc", {"id": f"{chart_id}-desc"}).text = description
-    return svg
-
-
-def _text(parent: ET.Element, x: float, y: float, text: str, anchor: str = "start") -> None:
-    ET.SubElement(parent, "text", {"x": f"{x:.1f}", "y": f"{y:.1f}", "fill": INK, "text-anchor": anchor}).text = text
-
-
-def _markup(svg: ET.Element) -> Markup:
-    return Markup(ET.tostring(svg, encoding="unicode"))  # noqa: S704 - built by ElementTree, which escapes
 
 
 def over_time_svg(points: Sequence[tuple[date, int]], chart_id: str = "over-time") -> Markup:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -17,7 +15,7 @@ from campaign.letters.models import Letter
 from campaign.security import staff_required
 from campaign.signatures import admin_bp, charts, listing
 from campaign.signatures.models import SignatureStatus
-from campaign.spreadsheets import neutralise
+from campaign.spreadsheets import csv_lines
 
 
 def _letter_or_404(slug: str) -> Letter:
@@ -51,27 +49,16 @@ def _filename(letter: Letter, extension: str) -> str:
     return f"signatures-{letter.slug}-{datetime.now(UTC):%Y%m%d-%H%M}.{extension}"
 
 
-def _cell(value: object) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    return neutralise(str(value))
-
-
 def _csv_lines(letter: Letter) -> Iterator[str]:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerow(listing.EXPORT_FIELDS)
-    yield "\ufeff" + buffer.getvalue()
     query = listing.signatures_query(letter).execution_options(yield_per=500)
-    for partition in db.session.scalars(query).partitions():
-        buffer.seek(0)
-        buffer.truncate()
-        for signature in partition:
-            record = listing.export_record(signature, letter.published_revision_id)
-            writer.writerow(_cell(record[field]) for field in listing.EXPORT_FIELDS)
-        yield buffer.getvalue()
+    batches = (
+        (
+            [record[field] for field in listing.EXPORT_FIELDS]
+            for record in (listing.export_record(s, letter.published_revision_id) for s in partition)
+        )
+        for partition in db.session.scalars(query).partitions()
+    )
+    yield from csv_lines(listing.EXPORT_FIELDS, batches)
 
 
 @admin_bp.route("/letters/<slug>/export.csv")

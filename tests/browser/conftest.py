@@ -25,6 +25,7 @@ from playwright.sync_api import Page, expect
 from werkzeug.serving import make_server
 
 from campaign import create_app
+from campaign.alerts.models import BUILTIN_TOPICS
 from campaign.extensions import db
 from tests import factories
 from tests.conftest import reset_schema, settings_for_tests
@@ -62,14 +63,22 @@ def base_url() -> None:
 
 
 def empty_database(application: Flask) -> dict[str, int]:
-    """Delete every row (children first), keeping the tables; returns the rows still there."""
+    """Delete every row (children first), keeping the tables and the rows the migrations put
+    there (the built-in alert topics); returns the other rows still there."""
     with application.app_context(), db.engine.begin() as connection:
         existing = set(sa.inspect(connection).get_table_names())
         tables = [table for table in reversed(db.metadata.sorted_tables) if table.name in existing]
+        counts = {}
         for table in tables:
-            connection.execute(table.delete())
-        counts = {t.name: connection.scalar(sa.select(sa.func.count()).select_from(t)) for t in tables}
+            kept = _MIGRATION_ROWS.get(table.name)
+            where = table.c.key.not_in(kept) if kept else sa.true()
+            connection.execute(table.delete().where(where))
+            counts[table.name] = connection.scalar(sa.select(sa.func.count()).select_from(table).where(where))
     return {name: n for name, n in counts.items() if n}
+
+
+#: Rows a migration inserts, by table and key: the schema's, not a test's.
+_MIGRATION_ROWS = {"alert_topics": tuple(BUILTIN_TOPICS)}
 
 
 @pytest.fixture

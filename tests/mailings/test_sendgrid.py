@@ -7,19 +7,27 @@ schema or the real API's limits refuse; the bodies are also validated directly.
 from __future__ import annotations
 
 import base64
+import concurrent.futures
+import contextlib
 import email.utils
 import http.client
 import smtplib
 import socket
+import socketserver
+import ssl
+import threading
 import time
-from urllib.error import URLError
+from collections.abc import Iterator
 
 import pytest
-from python_http_client.client import Client
+import trustme
 
+from campaign.mailings import keepalive
 from campaign.mailings.backends import Attachment, HeaderInjectionError, Message, SendResult
+from campaign.mailings.keepalive import KeptAliveOpener
 from campaign.mailings.sendgrid import MAX_RETRY_AFTER, MIN_RETRY_AFTER, SendGridBackend, request_body, retry_after
 from tests import sendgrid_contract
+from tests.sendgrid_standin import StandIn
 
 PDF = b"%PDF-1.7\n" + bytes(range(256)) * 4
 
@@ -44,6 +52,14 @@ def _message(**overrides: object) -> Message:
 def _assert_valid(body: dict) -> None:
     assert sendgrid_contract.schema_problems(body) == []
     assert sendgrid_contract.limits(body, time.time()) == []
+
+
+def _eventually(condition, seconds: float = 10) -> None:
+    """Wait for the stand-in's thread to catch up with what the client already did."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "the stand-in never got there"
+        time.sleep(0.01)
 
 
 # --- what is sent ------------------------------------------------------------------
@@ -231,28 +247,214 @@ def test_a_refused_connection_is_retryable(contract) -> None:
 
 
 @pytest.mark.parametrize(
-    ("raised", "retryable", "uncertain"),
+    ("phase", "raised", "retryable", "uncertain"),
     [
-        (URLError(socket.gaierror(-2, "Name or service not known")), True, False),  # DNS: never left
-        (URLError(TimeoutError("timed out")), True, False),  # connecting or writing timed out
-        (URLError(BrokenPipeError(32, "Broken pipe")), True, False),  # cut while writing: incomplete
-        (TimeoutError("timed out"), False, True),  # written, then no answer in time
-        (ConnectionResetError(104, "Connection reset by peer"), False, True),
-        (http.client.RemoteDisconnected("Remote end closed connection without response"), False, True),
-        (http.client.IncompleteRead(b"HTTP/1.1 20"), False, True),
+        ("connect", socket.gaierror(-2, "Name or service not known"), True, False),  # DNS: never left
+        ("connect", TimeoutError("timed out"), True, False),
+        ("connect", ssl.SSLCertVerificationError("certificate verify failed"), True, False),
+        ("send", BrokenPipeError(32, "Broken pipe"), True, False),  # cut while writing: incomplete
+        ("send", TimeoutError("timed out"), True, False),
+        ("getresponse", TimeoutError("timed out"), False, True),  # written, then no answer in time
+        ("getresponse", ConnectionResetError(104, "Connection reset by peer"), False, True),
+        ("getresponse", http.client.RemoteDisconnected("Remote end closed connection without response"), False, True),
+        ("read", http.client.IncompleteRead(b'{"errors": [{"mess'), False, True),
     ],
 )
-def test_urllib_failures_are_told_apart_by_whether_the_request_was_written(
-    monkeypatch, raised, retryable, uncertain
+def test_transport_failures_are_told_apart_by_whether_the_request_was_written(
+    monkeypatch, standin, sendgrid_backend, phase, raised, retryable, uncertain
 ) -> None:
-    """urllib wraps in URLError only failures while connecting or writing (AbstractHTTPHandler.do_open)."""
+    """A failure on a new connection, in each phase of the exchange: connecting and writing
+    (nothing reached SendGrid whole), waiting for and reading the answer (it may have been accepted)."""
 
     def fail(*args: object, **kwargs: object) -> None:
         raise raised
 
-    monkeypatch.setattr(Client, "_make_request", fail)
-    result = SendGridBackend("SG.key", host="http://127.0.0.1:9", timeout=2).send(_message())
+    owner = http.client.HTTPResponse if phase == "read" else http.client.HTTPConnection
+    monkeypatch.setattr(owner, phase, fail)
+    result = sendgrid_backend.send(_message())
     assert (result.ok, result.retryable, result.uncertain) == (False, retryable, uncertain)
+    assert type(raised).__name__ in result.error
+    if uncertain:  # the request was whole: the stand-in accepts it, in its own thread
+        _eventually(lambda: len(standin.accepted) == 1)
+    else:
+        assert standin.requests == 0
+
+
+# --- the kept-alive connection -------------------------------------------------------------
+
+
+def _to(n: int) -> Message:
+    return _message(to=[f"m{n}@mission.example"])
+
+
+def test_messages_share_one_kept_alive_connection(standin, sendgrid_backend) -> None:
+    assert all(sendgrid_backend.send(_to(n)).ok for n in range(5))
+    assert standin.connections == 1 and len(standin.accepted) == 5
+
+
+def test_a_connection_the_server_closed_while_idle_is_replaced_before_writing(
+    monkeypatch, standin, sendgrid_backend
+) -> None:
+    assert sendgrid_backend.send(_to(1)).ok
+    closed = sendgrid_backend._opener._local.connection
+    _eventually(lambda: standin.close_idle() == 1)
+    _eventually(lambda: keepalive._readable(closed.sock))  # the server's FIN arrived
+    write, written_on = http.client.HTTPConnection.send, []
+
+    def noting(connection: http.client.HTTPConnection, data: bytes) -> None:
+        written_on.append(connection)
+        write(connection, data)
+
+    monkeypatch.setattr(http.client.HTTPConnection, "send", noting)
+    assert sendgrid_backend.send(_to(2)).ok
+    assert closed not in written_on  # not a byte was written on the closed one
+    assert standin.connections == 2 and standin.count("m2@mission.example") == 1
+
+
+def test_a_write_that_fails_on_a_reused_connection_is_made_on_a_new_one(monkeypatch, standin, sendgrid_backend) -> None:
+    """The server closed the connection just as the request went (unseen while idle): nothing was
+    accepted from an incomplete request, so it goes again at once, once."""
+    assert sendgrid_backend.send(_to(1)).ok
+    write, failures = http.client.HTTPConnection.send, []
+
+    def cut_once(connection: http.client.HTTPConnection, data: bytes) -> None:
+        if not failures:
+            failures.append(data)
+            raise BrokenPipeError(32, "Broken pipe")
+        write(connection, data)
+
+    monkeypatch.setattr(http.client.HTTPConnection, "send", cut_once)
+    assert sendgrid_backend.send(_to(2)).ok
+    assert failures and standin.connections == 2 and standin.count("m2@mission.example") == 1
+
+
+def test_a_request_written_on_a_reused_connection_and_left_unanswered_is_uncertain(standin, sendgrid_backend) -> None:
+    """The keep-alive race seen from the client: the request was written whole, the connection
+    closed without an answer.  The server may have read it first: never sent again automatically."""
+    assert sendgrid_backend.send(_to(1)).ok
+    standin.drop()
+    result = sendgrid_backend.send(_to(2))
+    assert (result.ok, result.retryable, result.uncertain) == (False, False, True)
+    assert standin.requests == 2 and standin.count("m2@mission.example") == 1
+    assert sendgrid_backend.send(_to(3)).ok  # and the next message has a new connection
+    assert standin.connections == 2
+
+
+def test_an_idle_connection_is_not_reused(monkeypatch, standin, sendgrid_backend) -> None:
+    monkeypatch.setattr(KeptAliveOpener, "IDLE_SECONDS", 0.0)
+    assert sendgrid_backend.send(_to(1)).ok and sendgrid_backend.send(_to(2)).ok
+    assert standin.connections == 2
+
+
+def test_a_forked_process_opens_its_own_connection(standin, sendgrid_backend) -> None:
+    """What a forked job process sees: a connection its parent opened (another pid)."""
+    assert sendgrid_backend.send(_to(1)).ok
+    inherited = sendgrid_backend._opener._local.connection
+    sendgrid_backend._opener._local.pid = -1  # as if opened by the parent process
+    assert sendgrid_backend.send(_to(2)).ok
+    assert standin.connections == 2
+    assert inherited.sock is not None  # the parent's socket, left alone
+    inherited.close()
+
+
+def test_each_thread_has_its_own_connection(standin, sendgrid_backend) -> None:
+    with concurrent.futures.ThreadPoolExecutor(max_workers=3) as pool:
+        barrier = threading.Barrier(3)
+
+        def send(n: int) -> bool:
+            barrier.wait(timeout=10)  # three threads at once, so none reuses another's thread
+            return sendgrid_backend.send(_to(n)).ok
+
+        assert all(pool.map(send, range(3)))
+    assert standin.connections == 3 and len(standin.accepted) == 3
+    sendgrid_backend._opener.close()
+
+
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture
+def tls_standin(contract, ca) -> Iterator[StandIn]:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(context)
+    with StandIn(tls=context) as server:
+        yield server
+
+
+def test_https_certificates_are_verified(tls_standin) -> None:
+    """The stand-in's certificate comes from a CA the system does not trust: nothing is sent."""
+    result = SendGridBackend(tls_standin.api_key, host=tls_standin.url, timeout=2).send(_message())
+    assert (result.ok, result.retryable, result.uncertain) == (False, True, False)
+    assert "certificate verify failed" in result.error
+    assert tls_standin.requests == 0
+
+
+def test_https_connections_are_kept_alive_too(monkeypatch, tls_standin, ca) -> None:
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    monkeypatch.setattr(keepalive, "_tls_context", lambda: context)
+    backend = SendGridBackend(tls_standin.api_key, host=tls_standin.url, timeout=2)
+    assert all(backend.send(_to(n)).ok for n in range(3))
+    assert tls_standin.connections == 1 and len(tls_standin.accepted) == 3
+    backend.close()
+
+
+class _ConnectProxy(socketserver.ThreadingTCPServer):
+    """An HTTP proxy that only tunnels (CONNECT), noting each request line and its headers."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Tunnel)
+        self.requests: list[tuple[str, str | None]] = []
+
+
+class _Tunnel(socketserver.StreamRequestHandler):
+    server: _ConnectProxy
+
+    def handle(self) -> None:
+        line = self.rfile.readline().decode("latin-1").strip()
+        headers = http.client.parse_headers(self.rfile)
+        self.server.requests.append((line, headers.get("Proxy-Authorization")))
+        host, _, port = line.split()[1].rpartition(":")
+        with socket.create_connection((host, int(port)), timeout=5) as upstream:
+            self.wfile.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            pipe = threading.Thread(target=_pipe, args=(upstream, self.connection), daemon=True)
+            pipe.start()
+            _pipe(self.connection, upstream)
+            pipe.join(timeout=5)
+
+
+def _pipe(source: socket.socket, sink: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        while data := source.recv(65536):
+            sink.sendall(data)
+    with contextlib.suppress(OSError):
+        sink.shutdown(socket.SHUT_WR)
+
+
+def test_https_goes_through_the_proxy_the_environment_names(monkeypatch, tls_standin, ca) -> None:
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    monkeypatch.setattr(keepalive, "_tls_context", lambda: context)
+    proxy = _ConnectProxy()
+    threading.Thread(target=proxy.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    try:
+        monkeypatch.setenv("HTTPS_PROXY", f"http://relay:p%40ss@127.0.0.1:{proxy.server_address[1]}")
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        monkeypatch.delenv("no_proxy", raising=False)
+        backend = SendGridBackend(tls_standin.api_key, host=tls_standin.url, timeout=2)
+        assert backend.send(_to(1)).ok and backend.send(_to(2)).ok
+        backend.close()
+    finally:
+        proxy.shutdown()
+        proxy.server_close()
+    port = tls_standin.url.rpartition(":")[2]
+    credentials = base64.b64encode(b"relay:p@ss").decode()
+    assert proxy.requests == [(f"CONNECT 127.0.0.1:{port} HTTP/1.0", f"Basic {credentials}")]  # one tunnel, kept
+    assert len(tls_standin.accepted) == 2
 
 
 def test_retry_after_reads_seconds_dates_and_resets() -> None:

@@ -84,6 +84,15 @@ REFUSED = {
     "top-custom-args": (_body(custom_args={"delivery": "1"}), "custom_args"),  # the contract's (mistyped) rule
     "custom-arg-int": (_body({"to": _to(A), "custom_args": {"d": 1}}), "personalizations.0.custom_args.d"),
     "header-int": (_body(headers={"X-Count": 3}), "headers.X-Count"),
+    "personal-header-int": (_body({"to": _to(A), "headers": {"X-Count": 3}}), "personalizations.0.headers.X-Count"),
+    "substitutions-10001-bytes": (
+        _body({"to": _to(A), "substitutions": {"-n-": "x" * 9998}}),
+        "personalizations.0.substitutions",
+    ),
+    "custom-args-10001-bytes": (
+        _body({"to": _to(A), "custom_args": {"id": "x" * 9999}}),
+        "personalizations.0.custom_args",
+    ),
     "bad-address": (_body({"to": _to("not-an-address")}), "personalizations.0.to.0.email"),
     "empty-to": (_body({"to": []}), "personalizations.0.to"),
     "no-personalizations": (_body(personalizations=[]), "personalizations"),
@@ -123,6 +132,16 @@ def test_what_the_real_api_accepts_is_accepted(standin) -> None:
     assert len(standin.accepted[0].recipients) == 1000 and standin.count("R7@mission.example") == 1
 
 
+def test_an_address_it_was_told_to_refuse_is_refused_where_it_stands(standin) -> None:
+    assert _post(standin.url, {"address": "Bad@Mission.example"}, standin.api_key, "/_standin/refuse")[0] == 204
+    status, answer = _post(standin.url, _body({"to": _to(A)}, {"to": _to("b@m.example", "bad@mission.example")}),
+                           standin.api_key)  # fmt: skip
+    assert status == 400
+    assert answer["errors"][0]["field"] == "personalizations.1.to.1.email"
+    assert _post(standin.url, _body(), standin.api_key)[0] == 202  # the others still go
+    assert standin.personalizations == 1
+
+
 @pytest.mark.parametrize("key", [None, "SG.wrong"])
 def test_requests_without_the_key_are_refused(standin, key) -> None:
     status, answer = _post(standin.url, _body(), key)
@@ -155,7 +174,9 @@ def test_the_standin_runs_as_a_process_with_a_pidfile(contract, tmp_path) -> Non
         assert backend.send(message).ok
         counts = urllib.request.Request(url + "/_standin/accepted", headers={"Authorization": f"Bearer {key}"})  # noqa: S310
         with urllib.request.urlopen(counts, timeout=5) as response:  # noqa: S310 - a local URL
-            assert json.loads(response.read()) == {"requests": 2, "accepted": 1, "counts": {"proc@mission.example": 1}}
+            assert json.loads(response.read()) == {
+                "requests": 2, "accepted": 1, "personalizations": 1, "counts": {"proc@mission.example": 1}
+            }  # fmt: skip
     finally:
         os.kill(process.pid, signal.SIGTERM)
         assert process.wait(timeout=10) == 0
