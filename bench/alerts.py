@@ -1,5 +1,5 @@
 """``alert_fanout_100k``: one alert to 100,000 confirmed subscribers (English and French) end to
-end, from ``sending.start`` (the deliveries made by one ``INSERT … SELECT``) through ONE real
+end, from ``sending.start`` (the deliveries made by one ``INSERT … SELECT``) through one real
 ``flask worker`` (RQ on ``REDIS_URL``) to the SendGrid stand-in, until the alert is finished.
 
 - ``alert_fanout_100k``: recipients a second, against the floor of the same request bodies

@@ -237,6 +237,13 @@ def _enqueue(row: Job) -> None:
     row.rq_job_id, row.enqueued_at = rq_id, utcnow()
 
 
+def _current_rq_job() -> Any:
+    """The RQ job this process is running, if it is running one."""
+    from rq import get_current_job
+
+    return get_current_job()
+
+
 def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"[:120]
 
@@ -246,16 +253,14 @@ def run_job(job_id: int) -> None:
     db.session.commit()  # callers' reads end here: the claim starts as a writer (SQLite)
     begin_write(db.session)
     now = utcnow()
+    claim: dict[str, Any] = {"status": JobStatus.RUNNING.value, "started_at": now, "lease_until": now + LEASE}
+    rq_job = _current_rq_job()
+    if rq_job is not None:
+        claim["rq_job_id"] = rq_job.id  # the one running it, which recover() asks RQ about
     claimed = db.session.execute(
         sa.update(Job)
         .where(Job.id == job_id, Job.status == JobStatus.QUEUED.value, Job.due_at <= now)
-        .values(
-            status=JobStatus.RUNNING.value,
-            started_at=now,
-            lease_until=now + LEASE,
-            attempts=Job.attempts + 1,
-            worker=worker_name(),
-        )
+        .values(**claim, attempts=Job.attempts + 1, worker=worker_name())
         .execution_options(synchronize_session=False)
     ).rowcount
     db.session.commit()
@@ -306,6 +311,9 @@ def report(row: Job, progress: int, total: int | None = None, message: str | Non
     db.session.commit()
 
 
+_STOPPED = "the worker running this job stopped; queued again"
+
+
 def recover() -> int:
     """Put back jobs whose worker died, and re-enqueue due work that Redis lost.
 
@@ -321,7 +329,7 @@ def recover() -> int:
     db.session.execute(
         sa.update(Job)
         .where(Job.status == JobStatus.RUNNING.value, Job.lease_until < now)
-        .values(status=JobStatus.QUEUED.value, error="the worker running this job stopped; queued again")
+        .values(status=JobStatus.QUEUED.value, error=_STOPPED)
         .execution_options(synchronize_session=False)
     )
     db.session.commit()
@@ -329,29 +337,74 @@ def recover() -> int:
         sweep()
     if mode() != "redis":
         return 0
-    from rq.exceptions import NoSuchJobError
-    from rq.job import Job as RQJob
-
     connection = current_app.extensions["redis"]
+    _put_back_orphans(connection, now)
     candidates = db.session.scalars(
         sa.select(Job).where(
             Job.status == JobStatus.QUEUED.value,
             sa.or_(Job.enqueued_at.is_(None), Job.enqueued_at < now - STALE),
         )
     ).all()
-    lost = []
-    for row in candidates:
-        try:
-            status = RQJob.fetch(row.rq_job_id, connection=connection).get_status() if row.rq_job_id else None
-        except NoSuchJobError:
-            status = None
-        if status not in ("queued", "scheduled", "started", "deferred"):
-            lost.append(row)
+    lost = [row for row in candidates if not _held_by_rq(connection, row.rq_job_id)]
     for row in lost:
         log.warning("job %s (%s): not in Redis, enqueuing again", row.id, row.kind)
         _enqueue(row)
     db.session.commit()
     return len(lost)
+
+
+def _held_by_rq(connection: Any, rq_job_id: str | None) -> bool:
+    """Whether RQ will run the job or is running it on a live worker.
+
+    A worker killed with its job leaves the job "started" until RQ's own registry cleanup,
+    up to ten minutes later; its worker key, which it renews while it works (every 30
+    seconds for a forking worker, for the job's timeout for a simple one), is gone sooner.
+    """
+    from rq.exceptions import NoSuchJobError
+    from rq.job import Job as RQJob
+    from rq.worker import Worker
+
+    if not rq_job_id:
+        return False
+    try:
+        rq_job = RQJob.fetch(rq_job_id, connection=connection)
+    except NoSuchJobError:
+        return False
+    status = rq_job.get_status()
+    if status in ("queued", "scheduled", "deferred"):
+        return True
+    if status == "started":
+        return bool(rq_job.worker_name) and bool(
+            connection.exists(Worker.redis_worker_namespace_prefix + rq_job.worker_name)
+        )
+    return False
+
+
+def _put_back_orphans(connection: Any, now: datetime) -> None:
+    """Running jobs whose RQ job no live worker holds (its worker was killed, or its job
+    process was) are queued again at once, rather than when their lease ends; a job on its
+    last attempt fails."""
+    running = db.session.execute(
+        sa.select(Job.id, Job.rq_job_id).where(Job.status == JobStatus.RUNNING.value, Job.started_at < now - STALE)
+    ).all()
+    orphans = [job_id for job_id, rq_job_id in running if not _held_by_rq(connection, rq_job_id)]
+    if not orphans:
+        return
+    log.warning("jobs %s: their worker stopped; queued again", orphans)
+    orphaned = sa.and_(Job.id.in_(orphans), Job.status == JobStatus.RUNNING.value)
+    db.session.execute(
+        sa.update(Job)
+        .where(orphaned, Job.attempts >= Job.max_attempts)
+        .values(status=JobStatus.FAILED.value, finished_at=now, error="the worker stopped on the last attempt")
+        .execution_options(synchronize_session=False)
+    )
+    db.session.execute(
+        sa.update(Job)
+        .where(orphaned)
+        .values(status=JobStatus.QUEUED.value, enqueued_at=None, error=_STOPPED)
+        .execution_options(synchronize_session=False)
+    )
+    db.session.commit()
 
 
 def run_due(limit: int = 100) -> int:

@@ -75,6 +75,12 @@ def problem(status: int, detail: str | None = None, errors: Any = None, headers:
     return response
 
 
+def refused(exc: Exception, status: int = 409) -> Response:
+    """A service's refusal as a problem: the transaction rolled back, ``detail`` the service's words."""
+    db.session.rollback()
+    return problem(status, str(exc))
+
+
 def http_problem(error: HTTPException) -> Response:
     data = getattr(error, "data", None) or {}
     headers = dict(error.get_headers())

@@ -20,11 +20,13 @@ from flask.testing import FlaskClient
 from flask_sqlalchemy.session import _app_ctx_id
 
 from campaign import create_app
+from campaign.auth import tokens
 from campaign.auth.models import User
 from campaign.extensions import db
 from tests import factories
 from tests.mail_guard import RealProviderGuard
 
+pytest_plugins = ["tests.sendgrid_fixtures"]
 REQUIRE_ALL = os.environ.get("DEMARCHE_REQUIRE_ALL") == "1"
 
 
@@ -159,6 +161,19 @@ def coordinator(make_account: Callable[..., factories.Account]) -> factories.Acc
 @pytest.fixture
 def member(make_account: Callable[..., factories.Account]) -> factories.Account:
     return make_account("member")
+
+
+@pytest.fixture
+def bearer(app: Flask) -> Callable[..., dict[str, str]]:
+    """``bearer(account)``: the Authorization header of a fresh API token for that account."""
+
+    def make(account: factories.Account) -> dict[str, str]:
+        with app.app_context():
+            _, raw = tokens.create_token(db.session.get(User, account.id), "tests")
+            db.session.commit()
+        return {"Authorization": f"Bearer {raw}"}
+
+    return make
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -203,6 +203,57 @@ def test_a_job_committed_but_never_handed_to_redis_is_enqueued_by_recover(redis_
         assert _runs("orphan") == 1
 
 
+def _started_by(redis_app, row: Job, worker: str) -> None:
+    """As if ``worker`` had taken the row's RQ job and begun it a while ago."""
+    from rq.job import Job as RQJob
+    from rq.job import JobStatus as RQStatus
+
+    rq_job = RQJob.fetch(row.rq_job_id, connection=redis_app.extensions["redis"])
+    rq_job.worker_name = worker
+    rq_job.save()
+    rq_job.set_status(RQStatus.STARTED)
+    db.session.execute(
+        sa.update(Job)
+        .where(Job.id == row.id)
+        .values(status=JobStatus.RUNNING.value, attempts=1, started_at=utcnow() - queue.STALE * 2)
+    )
+    db.session.commit()
+
+
+@pytest.mark.redis
+@needs_redis
+def test_a_job_whose_worker_died_is_run_again_before_its_lease_ends(redis_app):
+    """The worker was killed with its job: RQ still says started, but the worker's key is gone."""
+    from campaign.worker import build_worker
+
+    with redis_app.app_context():
+        row = queue.schedule("test.record", {"label": "orphaned"})
+        db.session.commit()
+        queue.dispatch(row)
+        redis_app.extensions["redis"].delete("rq:queue:default")  # taken off the queue by the dead worker
+        _started_by(redis_app, row, "demarche-gone:1")
+        first = row.rq_job_id
+        assert queue.recover() == 1
+        again = db.session.get(Job, row.id)
+        assert again.status == JobStatus.QUEUED and again.rq_job_id != first
+    build_worker(redis_app, simple=True).work(burst=True)
+    with redis_app.app_context():
+        assert _runs("orphaned") == 1
+
+
+@pytest.mark.redis
+@needs_redis
+def test_a_job_running_on_a_live_worker_is_left_alone(redis_app):
+    with redis_app.app_context():
+        row = queue.schedule("test.record", {"label": "busy"})
+        db.session.commit()
+        queue.dispatch(row)
+        redis_app.extensions["redis"].set("rq:worker:demarche-alive:1", "1", ex=60)
+        _started_by(redis_app, row, "demarche-alive:1")
+        assert queue.recover() == 0
+        assert db.session.get(Job, row.id).status == JobStatus.RUNNING
+
+
 @pytest.mark.redis
 @needs_redis
 def test_a_rolled_back_schedule_is_never_dispatched(redis_app):

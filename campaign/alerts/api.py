@@ -9,7 +9,6 @@ is a 409 problem whose ``detail`` says why.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from typing import Any
 
 import sqlalchemy as sa
@@ -22,30 +21,12 @@ from campaign.alerts import sending, services
 from campaign.alerts.models import Alert, AlertDelivery, Topic
 from campaign.alerts.schemas import AlertCreateSchema, AlertFilterArgs, AlertSchema, AlertSendSchema
 from campaign.extensions import db
-from campaign.mailings.models import OPEN, DeliveryStatus
-from campaign.restapi import PREFIX, api_roles, documents, page_of, paginate, problem
+from campaign.mailings.services import progress_of
+from campaign.restapi import PREFIX, api_roles, documents, page_of, paginate, problem, refused
 
 blp = Blueprint("alerts_api", __name__, url_prefix=PREFIX, description="Alerts to subscribers")
 
 STAFF = ("coordinator", "admin")
-
-
-def _progress(ids: list[int]) -> dict[int, sending.Progress]:
-    """``sending.progress`` for many alerts in one query."""
-    found: dict[int, dict[str, int]] = defaultdict(dict)
-    rows = db.session.execute(
-        sa.select(AlertDelivery.alert_id, AlertDelivery.status, sa.func.count())
-        .where(AlertDelivery.alert_id.in_(ids))
-        .group_by(AlertDelivery.alert_id, AlertDelivery.status)
-    )
-    for alert_id, status, count in rows:
-        found[alert_id][status] = count
-    result = {}
-    for alert_id in ids:
-        counts = {state.value: found[alert_id].get(state.value, 0) for state in DeliveryStatus}
-        total = sum(counts.values())
-        result[alert_id] = sending.Progress(counts, total, total - sum(counts[s.value] for s in OPEN))
-    return result
 
 
 def _view(alert: Alert, topic_keys: dict[int, str], progress: sending.Progress | None = None) -> dict[str, Any]:
@@ -80,11 +61,6 @@ def _alert_or_404(id: int) -> Alert:
     return db.session.get(Alert, id) or abort(404)
 
 
-def _refused(exc: services.AlertError, status: int = 409) -> Any:
-    db.session.rollback()
-    return problem(status, str(exc))
-
-
 @blp.route("/alerts")
 @documents(blp, 422)
 @api_roles(*STAFF)
@@ -98,7 +74,7 @@ def list_alerts(args: dict[str, Any]) -> Any:
     if "kind" in args:
         query = query.where(Alert.kind == args["kind"])
     page = paginate(query.options(selectinload(Alert.texts), selectinload(Alert.created_by)), args)
-    progress = _progress([alert.id for alert in page["items"]])
+    progress = progress_of(AlertDelivery.alert_id, [alert.id for alert in page["items"]])
     keys = _topic_keys()
     page["items"] = [_view(alert, keys, progress[alert.id]) for alert in page["items"]]
     return page
@@ -127,7 +103,7 @@ def create_alert(data: dict[str, Any]) -> Any:
     try:
         alert = services.create_alert(alert_data, actor=current_user)
     except services.AlertError as exc:
-        return _refused(exc, 422)
+        return refused(exc, 422)
     db.session.commit()
     if not (data["send"] or "send_at" in data):
         return _view(alert, _topic_keys()), 201
@@ -160,7 +136,7 @@ def send_alert(data: dict[str, Any], id: int) -> Any:
     try:
         services.request_send(alert, current_user, (data or {}).get("at"))
     except services.AlertError as exc:
-        return _refused(exc)
+        return refused(exc)
     return _view(alert, _topic_keys()), 202
 
 
@@ -175,6 +151,6 @@ def cancel_alert(id: int) -> Any:
     try:
         services.cancel(alert, current_user)
     except services.AlertError as exc:
-        return _refused(exc)
+        return refused(exc)
     db.session.commit()
     return _view(alert, _topic_keys())

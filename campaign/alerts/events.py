@@ -5,7 +5,7 @@
 address name an alert delivery).  The delivery moves as mailing deliveries do
 (``tracking.MOVES``: ``processed`` settles ``uncertain``, ``delivered``, ``bounce``,
 ``dropped``; never backwards), and an event that arrives while its delivery is still
-``pending`` or ``sending`` waits (``apply_waiting``).  Subscribers: a bounce (but one of
+``pending`` or ``sending`` waits (``tracking.apply_waiting``).  Subscribers: a bounce (but one of
 type ``blocked``, which is not permanent) or a spam report suppresses the address
 (``subscribers.suppress``); ``unsubscribe`` and ``group_unsubscribe`` unsubscribe them
 (``subscribers.unsubscribe(via="sendgrid")``).
@@ -13,20 +13,18 @@ type ``blocked``, which is not permanent) or a spam report suppresses the addres
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 
 from campaign.alerts.models import AlertDelivery, Subscriber
-from campaign.db import begin_write, utcnow
+from campaign.db import utcnow
 from campaign.extensions import db
-from campaign.mailings.models import OPEN, EventOutcome, SendGridEvent
+from campaign.mailings.models import OPEN, EventOutcome
 from campaign.mailings.models import DeliveryStatus as S
 
-log = logging.getLogger(__name__)
 _SUPPRESSES = {"bounce": "bounced", "spamreport": "marked as spam"}
 _UNSUBSCRIBES = frozenset({"unsubscribe", "group_unsubscribe"})
 
@@ -40,56 +38,6 @@ def delivery_arg(event: Mapping[str, Any]) -> int | None:
 
 def is_alert_event(event: Mapping[str, Any]) -> bool:
     return "alert_delivery" in event or "alert" in event
-
-
-def _lock(condition: sa.ColumnElement[bool]) -> dict[int, AlertDelivery]:
-    rows = db.session.scalars(
-        sa.select(AlertDelivery)
-        .where(condition)
-        .order_by(AlertDelivery.id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
-    return {row.id: row for row in rows}
-
-
-def deliveries_for(
-    events: Iterable[Mapping[str, Any]], prefixes: set[str]
-) -> tuple[dict[int, AlertDelivery], dict[tuple[str, str], AlertDelivery]]:
-    """The alert deliveries the events name by id, and those whose message id is among
-    ``prefixes`` (one request carries many deliveries: matched with the address), locked."""
-    ids = {i for i in map(delivery_arg, events) if i is not None}
-    conditions = []
-    if ids:
-        conditions.append(AlertDelivery.id.in_(ids))
-    if prefixes:
-        conditions.append(AlertDelivery.message_id.in_(prefixes))
-    if not conditions:
-        return {}, {}
-    by_id = _lock(sa.or_(*conditions))
-    by_message = {(d.message_id, d.email.lower()): d for d in by_id.values() if d.message_id}
-    return by_id, by_message
-
-
-def match(
-    event: Mapping[str, Any],
-    by_id: dict[int, AlertDelivery],
-    by_message: dict[tuple[str, str], AlertDelivery],
-    prefix: str | None,
-) -> AlertDelivery | None:
-    """The event's alert delivery; its address and alert must agree with the event's."""
-    email = str(event.get("email") or "").strip().lower()
-    delivery = by_id.get(delivery_arg(event) or 0)
-    if delivery is None and prefix:
-        delivery = by_message.get((prefix, email))
-    if delivery is None:
-        return None
-    if email and delivery.email.lower() != email:
-        return None
-    alert = event.get("alert")
-    if alert is not None and str(alert).strip() != str(delivery.alert_id):
-        return None
-    return delivery
 
 
 def apply(
@@ -160,41 +108,3 @@ def _subscriber_effect(delivery: AlertDelivery, event: Mapping[str, Any]) -> tup
     said = tracking._reason(event) if kind == "bounce" else _SUPPRESSES[kind]
     subscribers.suppress(subscriber, f"{said} (SendGrid, {when:%Y-%m-%d %H:%M} UTC, alert {delivery.alert_id})")
     return True, "address suppressed"
-
-
-def apply_waiting(limit: int = 500) -> int:
-    """Apply the waiting events whose alert delivery has left ``pending`` and ``sending``;
-    commits; returns how many were applied."""
-    when = sa.func.coalesce(SendGridEvent.occurred_at, SendGridEvent.received_at)
-    ready = db.session.execute(
-        sa.select(SendGridEvent.id, SendGridEvent.alert_delivery_id)
-        .join(AlertDelivery, AlertDelivery.id == SendGridEvent.alert_delivery_id)
-        .where(
-            SendGridEvent.outcome == EventOutcome.WAITING.value,
-            AlertDelivery.status.not_in([s.value for s in OPEN]),
-        )
-        .order_by(when, SendGridEvent.id)
-        .limit(limit)
-    ).all()
-    db.session.commit()
-    if not ready:
-        return 0
-    begin_write(db.session)
-    deliveries = _lock(AlertDelivery.id.in_({row.alert_delivery_id for row in ready}))
-    waiting = db.session.scalars(
-        sa.select(SendGridEvent)
-        .where(SendGridEvent.id.in_([row.id for row in ready]), SendGridEvent.outcome == EventOutcome.WAITING.value)
-        .order_by(when, SendGridEvent.id)
-    ).all()
-    applied = 0
-    for row in waiting:
-        delivery = deliveries.get(row.alert_delivery_id or 0)
-        if delivery is None or delivery.status in OPEN:
-            continue
-        outcome, detail = apply(row.data, delivery, arrived=row.received_at)
-        row.outcome, row.detail = outcome.value, detail[:1000]
-        applied += 1
-    db.session.commit()
-    if applied:
-        log.info("applied %s SendGrid events about alerts that arrived before their send was recorded", applied)
-    return applied

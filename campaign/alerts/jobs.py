@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
 
 from campaign import queue
+from campaign.mailings.jobs import STALLED, resume_stalled
 from campaign.queue import Job, job
 
 log = logging.getLogger(__name__)
-#: How long due deliveries wait, with no alert job queued, running or recently ended, before
-#: their alert is dispatched again.
-STALLED = timedelta(minutes=10)
 
 
 @job("alert.dispatch", queue="mail", max_attempts=5)
@@ -51,7 +48,6 @@ def redispatch_stalled() -> int:
     from campaign.db import utcnow
     from campaign.extensions import db
     from campaign.mailings.models import DeliveryStatus
-    from campaign.queue import JobStatus
 
     now = utcnow()
     waiting = db.session.scalars(
@@ -65,18 +61,4 @@ def redispatch_stalled() -> int:
             ),
         )
     ).all()
-    rows = []
-    for alert_id in waiting:
-        live = sa.exists().where(
-            Job.kind.in_(["alert.dispatch", "alert.chunk"]),
-            Job.payload["alert_id"].as_integer() == alert_id,
-            sa.or_(Job.status.in_([JobStatus.QUEUED.value, JobStatus.RUNNING.value]), Job.finished_at > now - STALLED),
-        )
-        if not db.session.scalar(sa.select(live)):
-            log.warning("alert %s: due deliveries wait with no job to send them; dispatching again", alert_id)
-            rows.append(
-                queue.schedule("alert.dispatch", {"alert_id": alert_id}, description=f"Send alert {alert_id} (resumed)")
-            )
-    db.session.commit()
-    queue.dispatch(*rows)
-    return len(rows)
+    return resume_stalled("alert", waiting, now)

@@ -49,7 +49,7 @@ from campaign.db import begin_write, utcnow
 from campaign.extensions import db
 from campaign.mailings.backends import MAX_BATCH, Batch, BatchRecipient, SendResult
 from campaign.mailings.models import OPEN, DeliveryStatus
-from campaign.mailings.sending import MAX_ATTEMPTS
+from campaign.mailings.sending import MAX_ATTEMPTS, Progress
 
 log = logging.getLogger(__name__)
 _SENDING_STATES = (AlertStatus.SCHEDULED.value, AlertStatus.SENDING.value)
@@ -595,26 +595,8 @@ def dispatch_due(alert_id: int) -> list[queue.Job]:
     return rows
 
 
-@dataclass(frozen=True)
-class Progress:
-    counts: dict[str, int]
-    total: int
-    done: int
-
-    @property
-    def percent(self) -> int:
-        return 100 if not self.total else math.floor(100 * self.done / self.total)
-
-
 def progress(alert_id: int) -> Progress:
     """Deliveries per state (every state listed, zeros included) and how many are done: one GROUP BY."""
-    found = dict(
-        db.session.execute(
-            sa.select(AlertDelivery.status, sa.func.count())
-            .where(AlertDelivery.alert_id == alert_id)
-            .group_by(AlertDelivery.status)
-        ).all()
-    )
-    counts = {state.value: found.get(state.value, 0) for state in DeliveryStatus}
-    total = sum(counts.values())
-    return Progress(counts=counts, total=total, done=total - sum(counts[s.value] for s in OPEN))
+    from campaign.mailings.services import progress_of
+
+    return progress_of(AlertDelivery.alert_id, [alert_id])[alert_id]

@@ -19,6 +19,7 @@ A letter under embargo is announced when the embargo ends.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -334,15 +335,7 @@ def letters_opened() -> int:
             ~sa.exists(sa.select(Alert.id).where(Alert.trigger_key == key)),
         )
     ).all()
-    made = 0
-    for letter in found:
-        try:
-            made += letter_opened(letter) is not None
-        except Exception:
-            db.session.rollback()
-            log.exception("letter %s: the alert to subscribers could not be made", letter.id)
-    db.session.commit()
-    return made
+    return _alert_each(found, letter_opened, "letter")
 
 
 @queue.sweeper
@@ -363,12 +356,18 @@ def meetings_due() -> int:
         )
         .order_by(Meeting.starts_at)
     ).all()
+    return _alert_each(soon, meeting_soon, "meeting")
+
+
+def _alert_each(found: Sequence[Any], make: Callable[[Any], Alert | None], what: str) -> int:
+    """``make`` the alert of each of ``found`` (letters, meetings); one that fails is rolled back
+    and logged, and the others still get theirs.  Commits; returns how many alerts were made."""
     made = 0
-    for meeting in soon:
+    for item in found:
         try:
-            made += meeting_soon(meeting) is not None
+            made += make(item) is not None
         except Exception:
             db.session.rollback()
-            log.exception("meeting %s: the alert to subscribers could not be made", meeting.id)
+            log.exception("%s %s: the alert to subscribers could not be made", what, item.id)
     db.session.commit()
     return made

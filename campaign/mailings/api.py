@@ -10,8 +10,6 @@ history, SendGrid's events included.
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Iterable
 from typing import Any
 
 import sqlalchemy as sa
@@ -26,7 +24,7 @@ from campaign.extensions import db
 from campaign.letters import services as letter_services
 from campaign.letters.models import Letter
 from campaign.mailings import schedule, services
-from campaign.mailings.models import OPEN, Delivery, DeliveryStatus, Mailing
+from campaign.mailings.models import Delivery, Mailing
 from campaign.mailings.personalise import Renderer
 from campaign.mailings.schemas import (
     CheckSchema,
@@ -42,7 +40,7 @@ from campaign.mailings.schemas import (
 )
 from campaign.mailings.sending import Progress
 from campaign.rendering import TemplateError
-from campaign.restapi import PREFIX, api_roles, documents, page_of, paginate, problem
+from campaign.restapi import PREFIX, api_roles, documents, page_of, paginate, problem, refused
 
 blp = Blueprint("mailings_api", __name__, url_prefix=PREFIX, description="Mailings of letters to contacts")
 
@@ -51,25 +49,6 @@ STAFF = ("coordinator", "admin")
 
 def _email(user: Any) -> str | None:
     return user.email if user is not None else None
-
-
-def _progress(ids: Iterable[int]) -> dict[int, Progress]:
-    """``sending.progress`` for many mailings in one query."""
-    ids = list(ids)
-    found: dict[int, dict[str, int]] = defaultdict(dict)
-    rows = db.session.execute(
-        sa.select(Delivery.mailing_id, Delivery.status, sa.func.count())
-        .where(Delivery.mailing_id.in_(ids))
-        .group_by(Delivery.mailing_id, Delivery.status)
-    )
-    for mailing_id, status, count in rows:
-        found[mailing_id][status] = count
-    result = {}
-    for mailing_id in ids:
-        counts = {state.value: found[mailing_id].get(state.value, 0) for state in DeliveryStatus}
-        total = sum(counts.values())
-        result[mailing_id] = Progress(counts, total, total - sum(counts[s.value] for s in OPEN))
-    return result
 
 
 def _view(mailing: Mailing, progress: Progress | None = None) -> dict[str, Any]:
@@ -113,11 +92,6 @@ def _letter_or_problem(slug: str) -> Letter:
     return letter
 
 
-def _refused(exc: services.MailingError, status: int = 409) -> Any:
-    db.session.rollback()
-    return problem(status, str(exc))
-
-
 _LOAD = (
     selectinload(Mailing.letter),
     selectinload(Mailing.created_by),
@@ -139,7 +113,7 @@ def list_mailings(args: dict[str, Any]) -> Any:
     if "letter" in args:
         query = query.join(Letter, Mailing.letter_id == Letter.id).where(Letter.slug == args["letter"])
     page = paginate(query.options(*_LOAD), args)
-    progress = _progress(mailing.id for mailing in page["items"])
+    progress = services.progress_of(Delivery.mailing_id, [mailing.id for mailing in page["items"]])
     page["items"] = [_view(mailing, progress[mailing.id]) for mailing in page["items"]]
     return page
 
@@ -165,7 +139,7 @@ def create_mailing(data: dict[str, Any]) -> Any:
     try:
         mailing = services.create_mailing(mailing_data, actor=current_user)
     except services.MailingError as exc:
-        return _refused(exc, 422)
+        return refused(exc, 422)
     db.session.commit()
     return _view(mailing), 201
 
@@ -189,7 +163,7 @@ def update_mailing(data: dict[str, Any], id: int) -> Any:
     withdraws the approval (the mailing is a draft again); once sending was asked, 409."""
     mailing = _mailing_or_404(id, lock=True)
     if not mailing.editable:
-        return _refused(services.MailingError(f"A {mailing.status} mailing can no longer be changed."))
+        return refused(services.MailingError(f"A {mailing.status} mailing can no longer be changed."))
     audience = data.get("audience", {})
     merged = services.MailingData(
         letter=_letter_or_problem(data["letter"]) if "letter" in data else mailing.letter,
@@ -204,7 +178,7 @@ def update_mailing(data: dict[str, Any], id: int) -> Any:
     try:
         services.update_mailing(mailing, merged, actor=current_user)
     except services.MailingError as exc:
-        return _refused(exc, 422)
+        return refused(exc, 422)
     db.session.commit()
     return _view(mailing)
 
@@ -281,7 +255,7 @@ def approve_mailing(id: int) -> Any:
     try:
         services.approve(mailing, current_user)
     except services.MailingError as exc:
-        return _refused(exc, 403 if mailing.created_by_id == current_user.id else 409)
+        return refused(exc, 403 if mailing.created_by_id == current_user.id else 409)
     db.session.commit()
     return _view(mailing)
 
@@ -305,7 +279,7 @@ def send_mailing(data: dict[str, Any], id: int) -> Any:
     try:
         row = services.request_send(mailing, data, actor=current_user)
     except services.MailingError as exc:
-        return _refused(exc)
+        return refused(exc)
     db.session.commit()
     queue.dispatch(row)
     return _view(mailing), 202
@@ -322,7 +296,7 @@ def cancel_mailing(id: int) -> Any:
     try:
         services.cancel(mailing, current_user)
     except services.MailingError as exc:
-        return _refused(exc)
+        return refused(exc)
     db.session.commit()
     return _view(mailing)
 

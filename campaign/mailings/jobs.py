@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from collections.abc import Iterable
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from flask import current_app
@@ -14,8 +15,8 @@ from campaign.mailings.backends import Message, SendResult
 from campaign.queue import Job, JobStatus, job
 
 log = logging.getLogger(__name__)
-#: How long due deliveries wait, with no mailing job queued, running or recently ended, before
-#: their mailing is dispatched again.
+#: How long due deliveries wait, with no mailing (or alert) job queued, running or recently
+#: ended, before their mailing (or alert) is dispatched again.
 STALLED = timedelta(minutes=10)
 
 
@@ -102,20 +103,29 @@ def redispatch_stalled() -> int:
             ),
         )
     ).all()
+    return resume_stalled("mailing", waiting, now)
+
+
+def resume_stalled(name: str, waiting: Iterable[int], now: datetime) -> int:
+    """Schedule ``<name>.dispatch`` again (``name``: ``mailing``, ``alert``) for each of the
+    ``waiting`` ids that has no dispatch or chunk job queued, running or ended within
+    ``STALLED``; commits, then hands the jobs to the queue.  Returns how many."""
+    from campaign.extensions import db
+
     rows = []
-    for mailing_id in waiting:
+    for parent_id in waiting:
         live = sa.exists().where(
-            Job.kind.in_(["mailing.dispatch", "mailing.chunk"]),
-            Job.payload["mailing_id"].as_integer() == mailing_id,
+            Job.kind.in_([f"{name}.dispatch", f"{name}.chunk"]),
+            Job.payload[f"{name}_id"].as_integer() == parent_id,
             sa.or_(
                 Job.status.in_([JobStatus.QUEUED.value, JobStatus.RUNNING.value]),
                 Job.finished_at > now - STALLED,
             ),
         )
         if not db.session.scalar(sa.select(live)):
-            log.warning("mailing %s: due deliveries wait with no job to send them; dispatching again", mailing_id)
-            rows.append(queue.schedule("mailing.dispatch", {"mailing_id": mailing_id},
-                                       description=f"Send mailing {mailing_id} (resumed)"))  # fmt: skip
+            log.warning("%s %s: due deliveries wait with no job to send them; dispatching again", name, parent_id)
+            rows.append(queue.schedule(f"{name}.dispatch", {f"{name}_id": parent_id},
+                                       description=f"Send {name} {parent_id} (resumed)"))  # fmt: skip
     db.session.commit()
     queue.dispatch(*rows)
     return len(rows)

@@ -45,13 +45,13 @@ import hashlib
 import json
 import logging
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import InstrumentedAttribute, selectinload
 
 from campaign.contacts import services as contacts
 from campaign.contacts.models import Contact, ContactEvent, Suppression
@@ -61,6 +61,7 @@ from campaign.mailings.models import OPEN, Delivery, DeliveryEvent, EventOutcome
 from campaign.mailings.models import DeliveryStatus as S
 
 log = logging.getLogger(__name__)
+R = TypeVar("R")
 
 SOURCE = "sendgrid"
 _FORWARD = frozenset({S.UNCERTAIN, S.SENT})
@@ -138,16 +139,25 @@ def receive(events: Sequence[Any]) -> Received:
     result.duplicates += len(seen)
     new = sorted(((k, e) for k, e in fresh.items() if k not in seen), key=lambda item: _epoch(item[1]) or 0)
     from campaign.alerts import events as alerts
+    from campaign.alerts.models import AlertDelivery
 
-    by_id, by_message = _deliveries_for([event for _, event in new if not alerts.is_alert_event(event)])
+    mailing_events = [event for _, event in new if not alerts.is_alert_event(event)]
+    by_id, by_message = rows_for(
+        Delivery,
+        {i for i in map(_delivery_arg, mailing_events) if i is not None},
+        {p for p in map(message_prefix, mailing_events) if p is not None},
+    )
     # Alert deliveries: named by their custom args, or by message id for events carrying none.
     bare = {p for _, e in new if "delivery" not in e and not alerts.is_alert_event(e) and (p := message_prefix(e))}
-    alert_by_id, alert_by_message = alerts.deliveries_for([e for _, e in new if alerts.is_alert_event(e)], bare)
+    alert_ids = {i for _, e in new if alerts.is_alert_event(e) and (i := alerts.delivery_arg(e)) is not None}
+    alert_by_id, alert_by_message = rows_for(AlertDelivery, alert_ids, bare)
     for key, event in new:
-        delivery = None if alerts.is_alert_event(event) else _match(event, by_id, by_message)
+        delivery = None
+        if not alerts.is_alert_event(event):
+            delivery = match_row(event, by_id, by_message, _delivery_arg(event), "mailing")
         alert_delivery = None
         if delivery is None:
-            alert_delivery = alerts.match(event, alert_by_id, alert_by_message, message_prefix(event))
+            alert_delivery = match_row(event, alert_by_id, alert_by_message, alerts.delivery_arg(event), "alert")
         row_id = _claim(key, event, delivery, alert_delivery)
         if row_id is None:  # a concurrent post stored it first
             result.duplicates += 1
@@ -212,16 +222,27 @@ def apply_waiting(limit: int = 500) -> int:
     ``sending``; commits.  Returns how many were applied.  Runs after each webhook post and in
     the worker's maintenance loop."""
     from campaign.alerts import events as alerts
+    from campaign.alerts.models import AlertDelivery
 
-    return _apply_waiting_mailings(limit) + alerts.apply_waiting(limit)
+    return _apply_waiting(Delivery, SendGridEvent.delivery_id, apply, limit, "") + _apply_waiting(
+        AlertDelivery, SendGridEvent.alert_delivery_id, alerts.apply, limit, " about alerts"
+    )
 
 
-def _apply_waiting_mailings(limit: int) -> int:
+def _apply_waiting(
+    model: type[Any],
+    key: InstrumentedAttribute[int | None],
+    apply_one: Callable[..., tuple[EventOutcome, str]],
+    limit: int,
+    about: str,
+) -> int:
+    """Apply with ``apply_one`` up to ``limit`` waiting events whose row of ``model`` (named by
+    the event's column ``key``) has left ``pending`` and ``sending``, oldest first; commits."""
     when = sa.func.coalesce(SendGridEvent.occurred_at, SendGridEvent.received_at)
     ready = db.session.execute(
-        sa.select(SendGridEvent.id, SendGridEvent.delivery_id)
-        .join(Delivery, Delivery.id == SendGridEvent.delivery_id)
-        .where(SendGridEvent.outcome == EventOutcome.WAITING.value, Delivery.status.not_in([s.value for s in OPEN]))
+        sa.select(SendGridEvent.id, key.label("target"))
+        .join(model, model.id == key)
+        .where(SendGridEvent.outcome == EventOutcome.WAITING.value, model.status.not_in([s.value for s in OPEN]))
         .order_by(when, SendGridEvent.id)
         .limit(limit)
     ).all()
@@ -229,7 +250,7 @@ def _apply_waiting_mailings(limit: int) -> int:
     if not ready:
         return 0
     begin_write(db.session)
-    deliveries = _lock(Delivery.id.in_({row.delivery_id for row in ready}))
+    deliveries = lock_rows(model, model.id.in_({row.target for row in ready}))
     # Read again under the lock: a sweeper running alongside may have applied some meanwhile.
     waiting = db.session.scalars(
         sa.select(SendGridEvent)
@@ -238,15 +259,15 @@ def _apply_waiting_mailings(limit: int) -> int:
     ).all()
     applied = 0
     for row in waiting:
-        delivery = deliveries.get(row.delivery_id or 0)
+        delivery = deliveries.get(getattr(row, key.key) or 0)
         if delivery is None or delivery.status in OPEN:
             continue
-        outcome, detail = apply(row.data, delivery, arrived=row.received_at)
+        outcome, detail = apply_one(row.data, delivery, arrived=row.received_at)
         row.outcome, row.detail = outcome.value, detail[:1000]
         applied += 1
     db.session.commit()
     if applied:
-        log.info("applied %s SendGrid events that arrived before their send was recorded", applied)
+        log.info("applied %s SendGrid events%s that arrived before their send was recorded", applied, about)
     return applied
 
 
@@ -299,52 +320,52 @@ def _delivery_arg(event: Mapping[str, Any]) -> int | None:
     return int(text) if text.isdigit() and len(text) <= 10 and 0 < int(text) < 2**31 else None
 
 
-def _lock(condition: sa.ColumnElement[bool]) -> dict[int, Delivery]:
-    """The deliveries matching ``condition``, locked in id order (PostgreSQL; SQLite's
-    ``BEGIN IMMEDIATE`` already serialises writers) and read afresh."""
+def lock_rows(model: type[R], condition: sa.ColumnElement[bool]) -> dict[int, R]:
+    """The rows of ``model`` (deliveries, alert deliveries) matching ``condition``, locked in id
+    order (PostgreSQL; SQLite's ``BEGIN IMMEDIATE`` already serialises writers) and read afresh."""
     rows = db.session.scalars(
-        sa.select(Delivery)
-        .where(condition)
-        .order_by(Delivery.id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
+        sa.select(model).where(condition).order_by(model.id).with_for_update().execution_options(populate_existing=True)
     )
     return {row.id: row for row in rows}
 
 
-def _deliveries_for(events: Iterable[Mapping[str, Any]]) -> tuple[dict[int, Delivery], dict[tuple[str, str], Delivery]]:
-    events = list(events)
-    ids = {i for i in map(_delivery_arg, events) if i is not None}
-    prefixes = {p for p in map(message_prefix, events) if p is not None}
+def rows_for(model: type[R], ids: set[int], prefixes: set[str]) -> tuple[dict[int, R], dict[tuple[str, str], R]]:
+    """The rows of ``model`` with these ids or whose message id is among ``prefixes``, locked:
+    by id, and by (message id, address), as one request carries many deliveries."""
     conditions = []
     if ids:
-        conditions.append(Delivery.id.in_(ids))
+        conditions.append(model.id.in_(ids))
     if prefixes:
-        conditions.append(Delivery.message_id.in_(prefixes))
+        conditions.append(model.message_id.in_(prefixes))
     if not conditions:
         return {}, {}
-    by_id = _lock(sa.or_(*conditions))
+    by_id = lock_rows(model, sa.or_(*conditions))
     by_message = {(d.message_id, d.email.lower()): d for d in by_id.values() if d.message_id}
     return by_id, by_message
 
 
-def _match(
-    event: Mapping[str, Any], by_id: dict[int, Delivery], by_message: dict[tuple[str, str], Delivery]
-) -> Delivery | None:
-    """The event's delivery: by the ``delivery`` custom arg, else by message id and address.
-    Its address and mailing must agree: another installation may share the SendGrid account."""
+def match_row(
+    event: Mapping[str, Any],
+    by_id: dict[int, R],
+    by_message: dict[tuple[str, str], R],
+    row_id: int | None,
+    parent: str,
+) -> R | None:
+    """The event's row: by its id custom arg (``row_id``), else by message id and address.  Its
+    address, and the ``parent`` custom arg (``mailing``, ``alert``) against the row's
+    ``<parent>_id``, must agree: another installation may share the SendGrid account."""
     email = str(event.get("email") or "").strip().lower()
-    delivery = by_id.get(_delivery_arg(event) or 0)
-    if delivery is None and (prefix := message_prefix(event)):
-        delivery = by_message.get((prefix, email))
-    if delivery is None:
+    row = by_id.get(row_id or 0)
+    if row is None and (prefix := message_prefix(event)):
+        row = by_message.get((prefix, email))
+    if row is None:
         return None
-    if email and delivery.email.lower() != email:
+    if email and row.email.lower() != email:
         return None
-    mailing = event.get("mailing")
-    if mailing is not None and str(mailing).strip() != str(delivery.mailing_id):
+    given = event.get(parent)
+    if given is not None and str(given).strip() != str(getattr(row, f"{parent}_id")):
         return None
-    return delivery
+    return row
 
 
 def _claim(key: str, event: Mapping[str, Any], delivery: Delivery | None, alert_delivery: Any = None) -> int | None:

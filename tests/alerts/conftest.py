@@ -19,8 +19,6 @@ import sqlalchemy as sa
 from flask import Flask, has_app_context
 
 from campaign.alerts.models import Subscriber, SubscriberStatus, Topic, TopicKind
-from campaign.auth import tokens
-from campaign.auth.models import User
 from campaign.db import utcnow
 from campaign.extensions import db
 
@@ -131,18 +129,5 @@ def subscriber(app: Flask, database: None) -> Callable[..., Subscriber]:
             if own:
                 _detach(made)
             return made
-
-    return make
-
-
-@pytest.fixture
-def bearer(app: Flask) -> Callable[..., dict[str, str]]:
-    """``bearer(account)``: the Authorization header of a fresh API token for that account."""
-
-    def make(account) -> dict[str, str]:
-        with app.app_context():
-            _, raw = tokens.create_token(db.session.get(User, account.id), "tests")
-            db.session.commit()
-        return {"Authorization": f"Bearer {raw}"}
 
     return make

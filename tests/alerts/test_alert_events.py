@@ -11,23 +11,15 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from flask import Flask
 
 from campaign.alerts import sending
 from campaign.alerts.models import Alert, AlertDelivery, AlertText, Subscriber, Topic
 from campaign.extensions import db
 from campaign.mailings import tracking
 from campaign.mailings.models import SendGridEvent
-from tests.mailings.events import SigningKey, post
+from tests.mailings.events import post
 
 MESSAGE_ID = "batch-14c5d75ce93"
-
-
-@pytest.fixture
-def key(app: Flask, monkeypatch: pytest.MonkeyPatch) -> SigningKey:
-    signing = SigningKey()
-    monkeypatch.setitem(app.config, "SENDGRID_WEBHOOK_PUBLIC_KEY", signing.public)
-    return signing
 
 
 @pytest.fixture

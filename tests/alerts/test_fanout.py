@@ -19,7 +19,7 @@ from campaign.db import utcnow
 from campaign.extensions import db
 from campaign.mailings.backends import SendResult
 from campaign.queue import Job
-from tests.factories import text_of
+from tests.factories import drain_jobs, text_of
 
 SITE = "https://alerts.example.org"
 
@@ -42,19 +42,6 @@ def make_alert(
     db.session.add(alert)
     db.session.commit()
     return alert
-
-
-def drain() -> int:
-    """Run every queued job now, as workers would once each falls due; returns how many ran."""
-    ran = 0
-    for _ in range(200):
-        db.session.execute(sa.update(Job).where(Job.status == "queued").values(due_at=utcnow()))
-        db.session.commit()
-        now_ran = queue.run_due()
-        if not now_ran:
-            return ran
-        ran += now_ran
-    raise AssertionError("jobs keep coming")
 
 
 def redispatch(alert_id: int) -> None:
@@ -112,7 +99,7 @@ def test_each_targeted_subscriber_gets_one_delivery_and_a_second_start_adds_none
 
     assert sending.start(alert) == 3
     assert sending.start(alert) == 0
-    drain()
+    drain_jobs()
 
     assert received(outbox) == Counter(targeted)
     assert {email: row.status for email, row in deliveries(alert.id).items()} == dict.fromkeys(targeted, "sent")
@@ -120,7 +107,7 @@ def test_each_targeted_subscriber_gets_one_delivery_and_a_second_start_adds_none
     assert db.session.get(Alert, alert.id).status == AlertStatus.FINISHED
     subscriber(topics=("letters",))  # a newcomer after the alert went out
     assert sending.start(db.session.get(Alert, alert.id)) == 0
-    drain()
+    drain_jobs()
     assert received(outbox) == Counter(targeted)
 
 
@@ -161,7 +148,7 @@ def test_targeting_by_topic_and_language(ctx, outbox, subscriber, topic) -> None
     # Spanish chosen without a Spanish text: the original (English) text.
     second = make_alert(topics=(darfur.key,), texts=texts, languages=("fr", "es"))
     sending.start(second)
-    drain()
+    drain_jobs()
 
     assert set(deliveries(first.id)) == {en, fr}
     assert set(deliveries(second.id)) == {fr, es}
@@ -182,7 +169,7 @@ def test_suppressed_subscribers_are_recorded_with_the_reason_and_not_sent(ctx, o
     bounced = subscriber(suppressed=True).email
     alert = make_alert()
     sending.start(alert)
-    drain()
+    drain_jobs()
 
     rows = deliveries(alert.id)
     assert rows[bounced].status == "suppressed"
@@ -203,7 +190,7 @@ def test_a_subscriber_who_leaves_after_the_start_is_not_sent(ctx, outbox, subscr
     subscribers.unsubscribe(leaves, via="page")
     db.session.commit()
     redispatch(alert.id)
-    drain()
+    drain_jobs()
 
     assert received(outbox) == Counter([stays])
     assert deliveries(alert.id)[leaves.email].status == "suppressed"
@@ -228,7 +215,7 @@ def test_each_message_carries_its_recipients_name_links_and_the_one_click_header
     plain = subscriber(name="Amina")
     alert = make_alert(texts={"en": ("Line\nbreak [%name_text%]", "Read [the letter](https://example.org/l?a=1&b=2).")})
     sending.start(alert)
-    drain()
+    drain_jobs()
 
     messages = {m["To"].addresses[0].addr_spec: m for m in outbox.messages()}
     assert set(messages) == {odd.email, plain.email}
@@ -289,7 +276,7 @@ def test_a_chunk_carries_one_language_and_at_most_a_batch(ctx, outbox, subscribe
         subscriber(language=language)
     alert = make_alert(texts={"en": ("S", "B"), "fr": ("S fr", "B fr")}, languages=("en", "fr", "ar"))
     sending.start(alert)
-    drain()
+    drain_jobs()
 
     sizes = sorted(
         (batch.subject, len(batch.recipients), len({r.address for r in batch.recipients}))
@@ -345,7 +332,7 @@ def test_an_expired_lease_makes_deliveries_uncertain_and_they_are_never_resent(c
 
     assert sending.expire_leases(utcnow() + timedelta(hours=1)) == 2
     redispatch(alert.id)
-    drain()
+    drain_jobs()
 
     rows = deliveries(alert.id)
     uncertain = {email for email, row in rows.items() if row.status == "uncertain"}
@@ -403,7 +390,7 @@ def test_a_retryable_refusal_waits_its_backoff_then_sends_once(app, ctx, outbox,
     assert retry is not None and retry.due_at > utcnow() + timedelta(seconds=60)
 
     db.session.execute(sa.update(AlertDelivery).values(lease_until=utcnow()))
-    drain()
+    drain_jobs()
     assert received(outbox) == Counter(emails)
     assert len(backend.batches) == 2
     assert {row.status for row in deliveries(alert.id).values()} == {"sent"}
@@ -470,7 +457,7 @@ def test_an_alert_whose_jobs_failed_for_good_is_resumed_by_maintenance(ctx, outb
     alert.status, alert.due_at = AlertStatus.SENDING.value, utcnow() - timedelta(hours=1)
     db.session.commit()
     assert jobs.redispatch_stalled() == 1  # pending deliveries, and no job queued to send them
-    drain()
+    drain_jobs()
     assert received(outbox) == Counter(emails)
     assert jobs.redispatch_stalled() == 0
 

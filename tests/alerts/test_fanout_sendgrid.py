@@ -5,9 +5,7 @@ out, a 429 retried later, a dropped connection left uncertain."""
 
 from __future__ import annotations
 
-import os
 from collections import Counter
-from collections.abc import Iterator
 
 import pytest
 import sqlalchemy as sa
@@ -18,36 +16,18 @@ from campaign.alerts.models import Alert, AlertDelivery, Subscriber, Topic, subs
 from campaign.db import utcnow
 from campaign.extensions import db
 from campaign.mailings.sendgrid import SendGridBackend
-from tests import sendgrid_contract
-from tests.alerts.test_fanout import deliveries, drain, make_alert
-from tests.sendgrid_standin import StandIn
+from tests.alerts.test_fanout import deliveries, make_alert
+from tests.factories import drain_jobs
 
 SITE = "https://alerts.example.org"
 TEXTS = {"en": ("A new letter", "Please **read** it."), "fr": ("Une nouvelle lettre", "Lisez-la.")}
 
 
-@pytest.fixture(scope="session")
-def contract() -> None:
-    try:
-        sendgrid_contract.validator()
-    except sendgrid_contract.ContractMissing as exc:
-        if os.environ.get("DEMARCHE_REQUIRE_ALL") == "1":
-            pytest.fail(f"{exc}; the contract tests cannot run without it", pytrace=False)
-        pytest.skip(str(exc))
-
-
 @pytest.fixture
-def standin(contract: None) -> Iterator[StandIn]:
-    with StandIn() as server:
-        yield server
-
-
-@pytest.fixture
-def sendgrid(app, monkeypatch, standin: StandIn) -> SendGridBackend:
-    backend = SendGridBackend(standin.api_key, host=standin.url, timeout=2)
-    monkeypatch.setitem(app.extensions, "mail_backend", backend)
+def sendgrid(app, monkeypatch, sendgrid_backend: SendGridBackend) -> SendGridBackend:
+    monkeypatch.setitem(app.extensions, "mail_backend", sendgrid_backend)
     monkeypatch.setitem(app.config, "SITE_URL", SITE)
-    return backend
+    return sendgrid_backend
 
 
 def many(count: int, language: str, prefix: str) -> list[str]:
@@ -75,7 +55,7 @@ def test_2500_and_1200_subscribers_go_in_five_contract_checked_requests(ctx, sen
     french = many(1200, "fr", "lecteur")
     alert = make_alert(texts=TEXTS)
     sending.start(alert)
-    drain()
+    drain_jobs()
 
     accepted = standin.accepted
     assert standin.requests == len(accepted) == 5
@@ -122,7 +102,7 @@ def test_a_refused_address_is_split_out_and_failed_with_the_reason(ctx, sendgrid
     standin.refuse("member5@example.org")
     alert = make_alert()
     sending.start(alert)
-    drain()
+    drain_jobs()
 
     rows = deliveries(alert.id)
     assert rows["member5@example.org"].status == "failed"
@@ -151,7 +131,7 @@ def test_a_rate_limited_batch_is_retried_after_the_wait_and_sent_once(ctx, sendg
 
     db.session.execute(sa.update(AlertDelivery).values(lease_until=utcnow()))
     db.session.commit()
-    drain()
+    drain_jobs()
     assert {row.status for row in deliveries(alert.id).values()} == {"sent"}
     assert standin.counts() == dict.fromkeys(emails, 1)
     assert standin.requests == 2
@@ -164,14 +144,14 @@ def test_a_dropped_connection_leaves_the_batch_uncertain_and_it_is_never_resent(
     standin.drop(times=1)
     alert = make_alert()
     sending.start(alert)
-    drain()
+    drain_jobs()
 
     rows = deliveries(alert.id)
     assert {row.status for row in rows.values()} == {"uncertain"}
     assert all("may have been sent" in row.reason for row in rows.values())
     assert standin.counts() == dict.fromkeys(emails, 1)  # the stand-in took it before dropping
     sending.start(db.session.get(Alert, alert.id))
-    drain()
+    drain_jobs()
     assert standin.requests == 1
 
 
@@ -193,6 +173,6 @@ def test_a_rate_limit_stops_the_job_and_the_chunk_built_meanwhile_waits_too(
 
     db.session.execute(sa.update(AlertDelivery).values(lease_until=utcnow()))
     db.session.commit()
-    drain()
+    drain_jobs()
     assert {row.status for row in deliveries(alert.id).values()} == {"sent"}
     assert set(standin.counts().values()) == {1} and len(standin.counts()) == 4

@@ -79,18 +79,6 @@ def shared(app: Flask, tmp_path: Path, contract: None) -> Iterator[tuple[Flask, 
                 db.engine.dispose()
 
 
-@pytest.fixture(scope="session")
-def contract() -> None:
-    from tests import sendgrid_contract
-
-    try:
-        sendgrid_contract.validator()
-    except sendgrid_contract.ContractMissing as exc:
-        if os.environ.get("DEMARCHE_REQUIRE_ALL") == "1":
-            pytest.fail(f"{exc}; the contract tests cannot run without it", pytrace=False)
-        pytest.skip(str(exc))
-
-
 def _setting_up(application: Flask) -> int:
     """5,000 confirmed subscribers (English and French) following new letters, and a draft alert."""
     with application.app_context():

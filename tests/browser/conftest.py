@@ -155,6 +155,20 @@ class Journey:
         )
 
 
+def watch_problems(page: Page) -> list[str]:
+    """The list the page's console errors (CSP refusals among them) and failed responses are
+    appended to from now on; a journey asserts it empty at the end."""
+    problems: list[str] = []
+    page.on(
+        "console", lambda m: problems.append(m.text) if m.type == "error" and "Failed to load" not in m.text else None
+    )
+    page.on(
+        "response",
+        lambda r: problems.append(f"{r.status} {r.url}") if r.status >= 400 and "favicon" not in r.url else None,
+    )
+    return problems
+
+
 def sign_in(page: Page, base: str, account: factories.Account) -> None:
     """Sign in as a staff ``account`` with its password and a fresh two-factor code."""
     page.goto(f"{base}/login")

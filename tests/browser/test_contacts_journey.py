@@ -16,7 +16,7 @@ from flask import Flask
 from playwright.sync_api import Page, expect
 
 from tests import factories
-from tests.browser.conftest import ARTIFACTS, BLOCKING_IMPACTS, format_violations
+from tests.browser.conftest import ARTIFACTS, BLOCKING_IMPACTS, format_violations, watch_problems
 
 HEADER = "country_code,country,organisation,honorific,first_name,last_name,position,salutation,email,language,tags"
 ROWS = [
@@ -72,14 +72,7 @@ def test_coordinator_imports_fixes_filters_and_sees_coverage(
     with live_app.app_context():
         coordinator = factories.Account.of(factories.user("coordinator"))
     page.set_default_timeout(10_000)
-    problems: list[str] = []  # CSP refusals and failed requests show here
-    page.on(
-        "console", lambda m: problems.append(m.text) if m.type == "error" and "Failed to load" not in m.text else None
-    )
-    page.on(
-        "response",
-        lambda r: problems.append(f"{r.status} {r.url}") if r.status >= 400 and "favicon" not in r.url else None,
-    )
+    problems = watch_problems(page)
     journey = ContactsJourney(page)
 
     # Sign in: password, then the authenticator code.

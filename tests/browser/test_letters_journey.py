@@ -23,7 +23,7 @@ from campaign.audit import AuditEvent
 from campaign.extensions import db
 from campaign.letters import services
 from tests import factories
-from tests.browser.conftest import ARTIFACTS, BLOCKING_IMPACTS, format_violations, sign_in
+from tests.browser.conftest import ARTIFACTS, BLOCKING_IMPACTS, format_violations, sign_in, watch_problems
 
 TITLE = "Open letter on restraint of the veto"
 ADDRESSEE = "To Heads of State and Government\nHigh-level week, New York"
@@ -67,14 +67,7 @@ def test_coordinators_draft_review_and_open_a_letter(live_app: Flask, live_serve
         reviewer = factories.Account.of(factories.user("coordinator"))
     page.set_default_timeout(10_000)
     # No inline script, style or handler may trip the CSP; the preview's fetch must succeed.
-    problems: list[str] = []
-    page.on(
-        "console", lambda m: problems.append(m.text) if m.type == "error" and "Failed to load" not in m.text else None
-    )
-    page.on(
-        "response",
-        lambda r: problems.append(f"{r.status} {r.url}") if r.status >= 400 and "favicon" not in r.url else None,
-    )
+    problems = watch_problems(page)
     page.on("pageerror", lambda e: problems.append(str(e)))
     journey = LettersJourney(page)
 

@@ -22,7 +22,7 @@ from campaign import queue
 from campaign.extensions import db
 from campaign.mailings.models import Delivery
 from tests import factories
-from tests.browser.conftest import Journey, sign_in
+from tests.browser.conftest import Journey, sign_in, watch_problems
 from tests.mailings.world import CONTACTS, make_world
 
 INTRODUCTION = (
@@ -79,14 +79,7 @@ def test_compose_preview_test_approve_send_and_follow(live_app: Flask, live_serv
     live_app.config["MAILING_CHUNK"] = 1  # one message a job, two seconds apart: progress to watch
     dupont, hassan = world.contact_ids[1], world.contact_ids[2]
     page.set_default_timeout(15_000)
-    problems: list[str] = []  # CSP refusals and failed requests show here
-    page.on(
-        "console", lambda m: problems.append(m.text) if m.type == "error" and "Failed to load" not in m.text else None
-    )
-    page.on(
-        "response",
-        lambda r: problems.append(f"{r.status} {r.url}") if r.status >= 400 and "favicon" not in r.url else None,
-    )
+    problems = watch_problems(page)
     sends: list[str] = []
     page.on("request", lambda r: sends.append(r.url) if r.method == "POST" and r.url.endswith("/send") else None)
     journey = MailingJourney(page)

@@ -21,7 +21,7 @@ from campaign.auth.models import User
 from campaign.extensions import db
 from campaign.mailings import services, tracking
 from campaign.mailings.models import Delivery, Mailing
-from tests.browser.conftest import Journey, sign_in
+from tests.browser.conftest import Journey, sign_in, watch_problems
 from tests.mailings.events import FakeSendGrid, event
 from tests.mailings.world import CONTACTS, World, approved, make_world
 
@@ -55,14 +55,7 @@ def test_open_filter_export_and_print_a_mailings_report(live_app: Flask, live_se
     world = make_world(live_app)
     mailing_id = send_and_track(live_app, world)
     page.set_default_timeout(15_000)
-    problems: list[str] = []  # CSP refusals and failed requests show here
-    page.on(
-        "console", lambda m: problems.append(m.text) if m.type == "error" and "Failed to load" not in m.text else None
-    )
-    page.on(
-        "response",
-        lambda r: problems.append(f"{r.status} {r.url}") if r.status >= 400 and "favicon" not in r.url else None,
-    )
+    problems = watch_problems(page)
     journey = Journey(page, prefix="mailing-report-")
 
     sign_in(page, live_server, world.author)

@@ -22,6 +22,7 @@ from campaign.mailings import jobs, personalise, sending, services
 from campaign.mailings.backends import OutboxBackend, SMTPBackend
 from campaign.mailings.models import Delivery, DeliveryEvent, Mailing, MailingDocument
 from campaign.queue import Job
+from tests.factories import drain_jobs
 from tests.mailings.smtp_sink import Sink, running
 from tests.mailings.world import CONTACTS, World, approved, make_world
 
@@ -49,19 +50,6 @@ def _request(world: World, mailing_id: int, request: dict | None = None) -> Job:
 
 def _send(world: World, mailing_id: int, request: dict | None = None) -> None:
     queue.dispatch(_request(world, mailing_id, request))
-
-
-def _drain() -> int:
-    """Run every queued job now, as workers would once each falls due; returns how many ran."""
-    ran = 0
-    for _ in range(100):
-        db.session.execute(sa.update(Job).where(Job.status == "queued").values(due_at=utcnow()))
-        db.session.commit()
-        now_ran = queue.run_due()
-        if not now_ran:
-            return ran
-        ran += now_ran
-    raise AssertionError("jobs keep coming")
 
 
 def _make_due(*emails: str) -> None:
@@ -107,12 +95,12 @@ def test_no_contact_twice_when_dispatch_and_chunks_run_again(app, ctx, outbox, m
     # The dispatch ran twice before any chunk did: each scheduled a chunk job per two deliveries.
     assert len(sending.dispatch_due(mailing_id)) == len(sending.dispatch_due(mailing_id)) == 3
     db.session.commit()
-    _drain()  # the six chunks, and the dispatch job request_send made
+    drain_jobs()  # the six chunks, and the dispatch job request_send made
     # Every job run again from the start, as RQ does when a worker dies with retries left,
     # and a stray `flask mailings send` beside them.
     ran = db.session.execute(sa.update(Job).where(Job.kind.like("mailing.%")).values(status="queued")).rowcount
     db.session.commit()
-    assert _drain() == ran >= 5
+    assert drain_jobs() == ran >= 5
     assert sending.send_chunk(mailing_id) == 0
 
     assert _outbox_counts(outbox) == Counter(email for email in EVERYONE if email != "oneill@mission.example")
@@ -157,10 +145,10 @@ def test_a_chunk_that_dies_mid_send_puts_back_only_what_it_never_handed_over(app
     in_flight = [email for email, state in states.items() if state == "sending"]
     assert Counter(states.values()) == {"sent": 1, "sending": 1, "pending": 4}
     assert all(row.attempts == 0 for row in _deliveries(mailing_id).values() if row.status == "pending")
-    _drain()  # the chunk job's retry
+    drain_jobs()  # the chunk job's retry
     assert Counter(_states(mailing_id).values()) == {"sent": 5, "sending": 1}
     assert sending.expire_leases(utcnow() + timedelta(seconds=app.config["MAILING_LEASE"] + 1)) == 1
-    _drain()
+    drain_jobs()
     assert _states(mailing_id)[in_flight[0]] == "uncertain"
     assert _outbox_counts(outbox) == Counter(email for email in EVERYONE if email != in_flight[0])
     assert _status(mailing_id) == "finished"
@@ -172,7 +160,7 @@ def test_a_chunk_out_of_lease_time_puts_the_rest_back_for_another_chunk(app, ctx
     mailing_id = approved(app, world)
     _send(world, mailing_id)
     assert Counter(_states(mailing_id).values()) == {"sent": 1, "pending": 5}
-    _drain()
+    drain_jobs()
     assert _outbox_counts(outbox) == Counter(EVERYONE)
     assert all(row.attempts == 1 for row in _deliveries(mailing_id).values())
     assert _status(mailing_id) == "finished"
@@ -186,7 +174,7 @@ def test_a_mailing_whose_chunk_jobs_failed_for_good_is_resumed_by_maintenance(ap
     world = make_world(app)
     mailing_id = approved(app, world)
     _send(world, mailing_id)
-    _drain()  # the chunk job's retries, all failing
+    drain_jobs()  # the chunk job's retries, all failing
     assert set(_states(mailing_id).values()) == {"pending"} and outbox.messages() == []
     assert db.session.scalar(sa.select(Job.status).where(Job.kind == "mailing.chunk")) == "failed"
     assert jobs.redispatch_stalled() == 0  # too recent: the failure may be passing
@@ -197,7 +185,7 @@ def test_a_mailing_whose_chunk_jobs_failed_for_good_is_resumed_by_maintenance(ap
     db.session.execute(sa.update(Job).where(Job.finished_at.is_not(None)).values(finished_at=ago))
     db.session.commit()
     queue.recover()  # the worker's maintenance loop
-    _drain()
+    drain_jobs()
     assert _outbox_counts(outbox) == Counter(EVERYONE)
     assert _status(mailing_id) == "finished"
     assert jobs.redispatch_stalled() == 0
@@ -214,7 +202,7 @@ def test_suppressed_contacts_are_recorded_with_the_reason(app, ctx, outbox) -> N
     contacts.suppress(db.session.get(Contact, world.contact_ids[1]), "unsubscribed", "asked by email")
     db.session.commit()
     _make_due()
-    _drain()
+    drain_jobs()
     rows = _deliveries(mailing_id)
     assert (rows["oneill@mission.example"].status, rows["oneill@mission.example"].reason) == (
         "suppressed",
@@ -236,7 +224,7 @@ def test_expired_leases_become_uncertain_and_are_settled_only_by_a_coordinator(a
     db.session.commit()
     queue.recover()  # the worker's maintenance loop
     queue.dispatch(row)
-    _drain()
+    drain_jobs()
 
     rows = {row.id: row for row in _deliveries(mailing_id).values()}
     assert {rows[i].status for i in lost} == {"uncertain"}
@@ -246,7 +234,7 @@ def test_expired_leases_become_uncertain_and_are_settled_only_by_a_coordinator(a
     assert _status(mailing_id) == "finished"
     status = app.test_cli_runner().invoke(args=["mailings", "status", str(mailing_id)])
     assert f"uncertain: delivery {lost[0]} to {rows[lost[0]].email}" in status.output
-    assert not sending.send_chunk(mailing_id) and not _drain()  # never re-sent automatically
+    assert not sending.send_chunk(mailing_id) and not drain_jobs()  # never re-sent automatically
 
     coordinator = _user(world.approver)
     arrived, missing, again = (rows[i] for i in lost)
@@ -255,7 +243,7 @@ def test_expired_leases_become_uncertain_and_are_settled_only_by_a_coordinator(a
     resend = services.resolve(again, "resend", "Nothing in the provider's log", coordinator)
     db.session.commit()
     queue.dispatch(resend)
-    _drain()
+    drain_jobs()
 
     rows = {row.id: row for row in _deliveries(mailing_id).values()}
     assert (rows[arrived.id].status, rows[arrived.id].sent_at is not None) == ("sent", True)
@@ -288,7 +276,7 @@ def test_a_retryable_refusal_waits_with_backoff_then_sends(app, ctx, sink) -> No
     assert _status(mailing_id) == "sending"
 
     _make_due("dupont@mission.example")
-    _drain()
+    drain_jobs()
     assert sink.counts() == Counter(EVERYONE)
     assert set(_states(mailing_id).values()) == {"sent"}
     assert _status(mailing_id) == "finished"
@@ -299,7 +287,7 @@ def test_a_permanent_refusal_fails_with_the_reason(app, ctx, sink) -> None:
     world = make_world(app)
     mailing_id = approved(app, world)
     _send(world, mailing_id)
-    _drain()
+    drain_jobs()
     failed = _deliveries(mailing_id)["dupont@mission.example"]
     assert (failed.status, failed.attempts) == ("failed", 1)
     assert "550" in failed.reason and "No such user" in failed.reason
@@ -312,9 +300,9 @@ def test_a_connection_dropped_after_data_is_uncertain_and_never_resent(app, ctx,
     world = make_world(app)
     mailing_id = approved(app, world)
     _send(world, mailing_id)
-    _drain()
+    drain_jobs()
     sending.expire_leases(utcnow() + timedelta(hours=1))
-    _drain()
+    drain_jobs()
     dropped = _deliveries(mailing_id)["dupont@mission.example"]
     assert dropped.status == "uncertain"
     assert dropped.reason.startswith("may have been sent:")
@@ -330,7 +318,7 @@ def test_a_connection_dropped_before_data_is_retried(app, ctx, sink) -> None:
     [retried] = [row for row in _deliveries(mailing_id).values() if row.status == "pending"]
     assert "retry" in _events(retried)
     _make_due()
-    _drain()
+    drain_jobs()
     assert sink.counts() == Counter(EVERYONE)
     assert set(_states(mailing_id).values()) == {"sent"}
 
@@ -341,7 +329,7 @@ def test_a_bad_answer_to_quit_after_the_message_was_taken_is_still_sent(app, ctx
     world = make_world(app)
     mailing_id = approved(app, world)
     _send(world, mailing_id)
-    _drain()
+    drain_jobs()
     assert set(_states(mailing_id).values()) == {"sent"}
     assert sink.counts() == Counter(EVERYONE)
 
@@ -376,7 +364,7 @@ def test_cancel_stops_pending_deliveries_with_the_reason(app, ctx, outbox) -> No
     assert services.cancel(db.session.get(Mailing, mailing_id), coordinator) == 6
     db.session.commit()
     _make_due()
-    _drain()
+    drain_jobs()
     assert outbox.messages() == []
     rows = _deliveries(mailing_id).values()
     assert {(row.status, row.reason) for row in rows} == {("cancelled", f"cancelled by {coordinator.email}")}
@@ -398,7 +386,7 @@ def test_the_pdf_is_rendered_once_per_mailing_and_language(app, ctx, outbox, mon
     world = make_world(app)
     mailing_id = approved(app, world)
     _send(world, mailing_id)
-    _drain()
+    drain_jobs()
 
     documents = db.session.scalars(sa.select(MailingDocument).where(MailingDocument.mailing_id == mailing_id)).all()
     assert sorted(document.language for document in documents) == ["ar", "en", "fr"]

@@ -34,13 +34,6 @@ ONEILL, DUPONT, HASSAN, WANG, IVANOV, GARCIA = range(6)
 
 
 @pytest.fixture
-def key(app: Flask, monkeypatch: pytest.MonkeyPatch) -> SigningKey:
-    signing = SigningKey()
-    monkeypatch.setitem(app.config, "SENDGRID_WEBHOOK_PUBLIC_KEY", signing.public)
-    return signing
-
-
-@pytest.fixture
 def provider(app: Flask, monkeypatch: pytest.MonkeyPatch) -> FakeSendGrid:
     fake = FakeSendGrid()
     monkeypatch.setitem(app.extensions, "mail_backend", fake)

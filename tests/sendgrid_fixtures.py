@@ -1,4 +1,5 @@
-"""Fixtures for the mailings tests: API bearer headers; the SendGrid contract, a running stand-in, a backend on it."""
+"""Fixtures for the tests of SendGrid's side: the contract, a running stand-in, a backend on it,
+and the event webhook's signing key.  Registered for the whole suite by ``tests/conftest.py``."""
 
 from __future__ import annotations
 
@@ -6,26 +7,12 @@ import os
 from collections.abc import Iterator
 
 import pytest
+from flask import Flask
 
-from campaign.auth import tokens
-from campaign.auth.models import User
-from campaign.extensions import db
 from campaign.mailings.sendgrid import SendGridBackend
 from tests import sendgrid_contract
+from tests.mailings.events import SigningKey
 from tests.sendgrid_standin import StandIn
-
-
-@pytest.fixture
-def bearer(app):
-    """``bearer(account)``: the Authorization header of a fresh API token for that account."""
-
-    def make(account) -> dict[str, str]:
-        with app.app_context():
-            _, raw = tokens.create_token(db.session.get(User, account.id), "tests")
-            db.session.commit()
-        return {"Authorization": f"Bearer {raw}"}
-
-    return make
 
 
 @pytest.fixture(scope="session")
@@ -49,3 +36,11 @@ def standin(contract: None) -> Iterator[StandIn]:
 @pytest.fixture
 def sendgrid_backend(standin: StandIn) -> SendGridBackend:
     return SendGridBackend(standin.api_key, host=standin.url, timeout=2)
+
+
+@pytest.fixture
+def key(app: Flask, monkeypatch: pytest.MonkeyPatch) -> SigningKey:
+    """The key SendGrid signs the event webhook's posts with; the app holds its public half."""
+    signing = SigningKey()
+    monkeypatch.setitem(app.config, "SENDGRID_WEBHOOK_PUBLIC_KEY", signing.public)
+    return signing
