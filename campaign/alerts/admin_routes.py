@@ -350,7 +350,13 @@ def cancel(alert_id: int) -> str | Response:
                   "success")  # fmt: skip
         return _back(alert)
     return render_template(
-        "alerts/alert_cancel.html", alert=alert, progress=sending.progress(alert.id), form=form, **_labels()
+        "_cancel_sending.html",
+        what="alert",
+        title=f"alert {alert.id}",
+        back=url_for("alerts_admin.alert", alert_id=alert.id),
+        remedy="write a new one",
+        progress=sending.progress(alert.id),
+        form=form,
     )
 
 

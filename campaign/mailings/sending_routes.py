@@ -157,7 +157,15 @@ def cancel(mailing_id: int) -> str | Response:
                 "success",
             )
         return _back(mailing)
-    return render_template("mailings/cancel.html", mailing=mailing, progress=services.progress(mailing), form=form)
+    return render_template(
+        "_cancel_sending.html",
+        what="mailing",
+        title=mailing.name,
+        back=url_for("mailings.mailing", mailing_id=mailing.id),
+        remedy="draft a new one",
+        progress=services.progress(mailing),
+        form=form,
+    )
 
 
 @bp.route("/mailings/<id:mailing_id>/deliveries")
