@@ -138,12 +138,15 @@ def test_two_workers_send_an_alert_to_5000_subscribers_once_each(shared, tmp_pat
     counts = standin.counts()
     assert len(counts) == SUBSCRIBERS and set(counts.values()) == {1}, Counter(counts).most_common(3)
     accepted = standin.accepted
-    assert standin.requests == len(accepted) == 6  # 2,500 a language: 1,000 + 1,000 + 500, twice
+    # 2,500 a language: at least 1,000 + 1,000 + 500, twice; two workers claiming at the same
+    # moment may split a chunk between them, never a recipient.
+    assert standin.requests == len(accepted) >= 6
+    assert max(len(request.personalizations) for request in accepted) <= 1000
     for request in accepted:  # one language a request: even numbers read English, odd ones French
         parities = {int(p["to"][0]["email"][len("supporter") :][:5]) % 2 for p in request.personalizations}
         assert parities == {"A new letter": {0}, "Une nouvelle lettre": {1}}[request.body["subject"]]
     by_language = Counter(request.body["subject"] for request in accepted)
-    assert by_language == Counter({"A new letter": 3, "Une nouvelle lettre": 3})
+    assert set(by_language) == {"A new letter", "Une nouvelle lettre"} and min(by_language.values()) >= 3
     chunk_workers = {w for (kind, state, w), n in jobs.items() if kind == "alert.chunk" and state == "finished"}
     assert not [key for key in jobs if key[1] == "failed"], jobs
     print(f"\n{SUBSCRIBERS} recipients by {WORKERS} workers ({len(chunk_workers)} ran chunks)")
