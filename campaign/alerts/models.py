@@ -212,7 +212,7 @@ class AlertDelivery(db.Model):
     __table_args__ = (
         sa.UniqueConstraint("alert_id", "subscriber_id"),
         sa.CheckConstraint(f"status IN ({_DELIVERY_STATES})", name="status"),
-        sa.Index("ix_alert_deliveries_claim", "alert_id", "status", "language"),
+        sa.Index("ix_alert_deliveries_claim", "alert_id", "status", "language", "id"),
     )
 
     id: Mapped[int] = mapped_column(sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True)

@@ -23,7 +23,6 @@ address and its privacy notice.
 
 from __future__ import annotations
 
-import functools
 import html as html_lib
 import re
 import secrets
@@ -31,7 +30,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from flask import current_app, render_template
+from flask import render_template
 from markupsafe import Markup
 
 from campaign.admin.services import get_settings
@@ -220,26 +219,21 @@ def parts(alert: Alert, language: str) -> Parts:
     return Parts(subject=_neutral_text(subject), text=plain, html=html, language=text.language)
 
 
-@functools.lru_cache(maxsize=8)
-def _serializer(secret: str, purpose: str) -> Any:
-    """``tokens``' serializer for ``purpose``, built once per secret: a chunk signs two links for
-    each of its thousand recipients."""
-    return tokens._serializer(purpose)
+class Links:
+    """The signed links of the recipients of one batch, signed at one time (``tokens.LinkSigner``)."""
+
+    def __init__(self) -> None:
+        self.preferences = tokens.LinkSigner("preferences")
+        self.unsubscribe = tokens.LinkSigner("unsubscribe")
 
 
-def link(subscriber: _Signed, purpose: str) -> str:
-    """The same link as ``tokens.url(subscriber, purpose)``, with the serializer kept."""
-    config = current_app.config
-    signed = _serializer(config["SECRET_KEY"], purpose).dumps([subscriber.id, subscriber.token_key])
-    return config["SITE_URL"] + tokens.PATHS[purpose] + signed
-
-
-def substitutions(subscriber: _Signed, name: str, language: str) -> dict[str, str]:
+def substitutions(subscriber: _Signed, name: str, language: str, links: Links | None = None) -> dict[str, str]:
     """The value of each tag for one subscriber, in the wording of ``language``."""
+    links = links or Links()
     name = " ".join(name.split())
     named = wording(language)["separator"] + name if name else ""
-    preferences = link(subscriber, "preferences")
-    unsubscribe = link(subscriber, "unsubscribe")
+    preferences = links.preferences.url(subscriber.id, subscriber.token_key)
+    unsubscribe = links.unsubscribe.url(subscriber.id, subscriber.token_key)
     return {
         TAGS["name", "html"]: _neutral_html(html_lib.escape(named)),
         TAGS["name", "text"]: _neutral_text(named),
@@ -261,9 +255,11 @@ def recipient_for(
     name: str,
     language: str,
     custom_args: Mapping[str, str],
+    links: Links | None = None,
 ) -> BatchRecipient:
-    """One recipient of a batch written in ``language``: tags, ids for events, RFC 8058 headers."""
-    values = substitutions(subscriber, name, language)
+    """One recipient of a batch written in ``language``: tags, ids for events, RFC 8058 headers.
+    A batch's recipients share ``links``."""
+    values = substitutions(subscriber, name, language, links)
     return BatchRecipient(
         address=email,
         substitutions=values,

@@ -47,7 +47,7 @@ from campaign.alerts.models import (
 )
 from campaign.db import begin_write, utcnow
 from campaign.extensions import db
-from campaign.mailings.backends import MAX_BATCH, Batch, BatchRecipient, SendResult
+from campaign.mailings.backends import MAX_BATCH, BatchRecipient, PreparedBatch, SendResult
 from campaign.mailings.models import OPEN, DeliveryStatus
 from campaign.mailings.sending import MAX_ATTEMPTS, Progress
 
@@ -236,8 +236,7 @@ def send_chunks(alert_id: int, job_id: int | None = None, budget: float = JOB_SE
                     break
                 total += chunk.claimed
                 if chunk.recipients:
-                    backend = current_app.extensions["mail_backend"]
-                    in_flight = (chunk, pool.submit(deliver, backend, chunk))
+                    in_flight = (chunk, pool.submit(deliver, chunk))
         finally:
             if in_flight is not None:
                 # Something failed while a request was out: its answer is still recorded when it comes.
@@ -268,8 +267,9 @@ class Chunk:
     owner: str
     language: str
     claimed: int
-    batch: Batch | None
-    #: The delivery each recipient of ``batch`` is, in order.
+    #: The chunk's batch, checked and built for the backend; None when nothing is to go.
+    send: PreparedBatch | None
+    #: The delivery each recipient of the batch is, in order.
     ids: list[int]
     started: float
 
@@ -291,7 +291,7 @@ def send_chunk(alert_id: int, job_id: int | None = None) -> int:
         finish_if_done(alert_id)
         return 0
     if chunk.recipients:
-        conclude(chunk, deliver(current_app.extensions["mail_backend"], chunk))
+        conclude(chunk, deliver(chunk))
     finish_if_done(alert_id)
     return chunk.claimed
 
@@ -316,18 +316,21 @@ def prepare(alert_id: int, owner: str) -> Chunk | None:
         return Chunk(alert_id, owner, language, len(ids), None, [], began)
     alert_parts, by_id = recipients
     batch = render.batch(alert_id, alert_parts, list(by_id.values()))
-    return Chunk(alert_id, owner, language, len(ids), batch, list(by_id), began)
-
-
-def deliver(backend: Any, chunk: Chunk) -> list[SendResult]:
-    """Hand the chunk's batch to the backend: one result per recipient.  Touches no database."""
-    if chunk.batch is None:
-        return []
     try:
-        results: list[SendResult] = backend.send_batch(chunk.batch)
+        # Built here, so that the thread sending the previous chunk only waits on the network.
+        send = current_app.extensions["mail_backend"].prepare_batch(batch)
     except ValueError as exc:
-        # The request could not be built (a header refused): nothing left this machine.
-        return [SendResult(ok=False, error=f"cannot be sent: {exc}")] * chunk.recipients
+        # The request could not be built (a header refused): nothing leaves this machine.
+        refused = [SendResult(ok=False, error=f"cannot be sent: {exc}")] * len(by_id)
+        send = refused.copy
+    return Chunk(alert_id, owner, language, len(ids), send, list(by_id), began)
+
+
+def deliver(chunk: Chunk) -> list[SendResult]:
+    """Hand the chunk's batch to the backend: one result per recipient.  Touches no database."""
+    if chunk.send is None:
+        return []
+    results = chunk.send()
     if len(results) != chunk.recipients:
         return [SendResult(ok=False, uncertain=True, error="the backend answered for another number")] * len(chunk.ids)
     return results
@@ -379,6 +382,7 @@ def _recipients(
         db.session.commit()
         return None
     args = {"alert": str(alert.id)}
+    links = render.Links()
     by_id: dict[int, BatchRecipient] = {}
     gone: list[int] = []
     left: list[int] = []
@@ -398,7 +402,7 @@ def _recipients(
             seen.add(email.casefold())
             signed = render.SubscriberRow(id=subscriber_id, token_key=token_key, name=name)
             by_id[delivery_id] = render.recipient_for(
-                email, signed, name, alert_parts.language, {**args, "alert_delivery": str(delivery_id)}
+                email, signed, name, alert_parts.language, {**args, "alert_delivery": str(delivery_id)}, links
             )
     _settle(gone, owner, DeliveryStatus.FAILED, "the subscriber was deleted before sending")
     _settle(left, owner, DeliveryStatus.CANCELLED, "unsubscribed before sending")

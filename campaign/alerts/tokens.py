@@ -10,10 +10,12 @@ post to it long after the alert arrived).
 from __future__ import annotations
 
 import hmac
+import json
 from datetime import timedelta
 
 from flask import current_app
 from itsdangerous import BadSignature, URLSafeTimedSerializer
+from itsdangerous.encoding import base64_encode, int_to_bytes, want_bytes
 
 from campaign.alerts.models import Subscriber
 from campaign.extensions import db
@@ -40,6 +42,32 @@ def _serializer(purpose: str) -> URLSafeTimedSerializer:
 
 def make_token(subscriber: Subscriber, purpose: str) -> str:
     return _serializer(purpose).dumps([subscriber.id, subscriber.token_key])
+
+
+class LinkSigner:
+    """Signs the links of one purpose for many subscribers at once (a chunk of an alert signs two
+    for each of its thousand recipients): the tokens ``make_token`` makes in the same second, with
+    the key derived and the time stamp encoded once rather than for every link.
+
+    The payload ``[id, token_key]`` is short and random, so ``URLSafeTimedSerializer`` would not
+    compress it either: ``load_subscriber`` reads these tokens as it reads any other.
+    """
+
+    def __init__(self, purpose: str) -> None:
+        signer = _serializer(purpose).make_signer()
+        self._mac = hmac.new(signer.derive_key(), digestmod=signer.algorithm.digest_method)
+        self._sep = want_bytes(signer.sep)
+        self._stamp = self._sep + base64_encode(int_to_bytes(signer.get_timestamp()))
+        self._prefix = current_app.config["SITE_URL"] + PATHS[purpose]
+
+    def token(self, subscriber_id: int, token_key: str) -> str:
+        value = base64_encode(json.dumps([subscriber_id, token_key], separators=(",", ":")).encode()) + self._stamp
+        mac = self._mac.copy()
+        mac.update(value)
+        return (value + self._sep + base64_encode(mac.digest())).decode("ascii")
+
+    def url(self, subscriber_id: int, token_key: str) -> str:
+        return self._prefix + self.token(subscriber_id, token_key)
 
 
 def url(subscriber: Subscriber, purpose: str) -> str:

@@ -18,7 +18,7 @@ import secrets
 import smtplib
 import ssl
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from email import policy
 from email.headerregistry import Address
@@ -115,6 +115,10 @@ def substitute(template: str, values: Mapping[str, str]) -> str:
     return pattern.sub(lambda match: values[match.group(0)], template)
 
 
+#: An address with nothing to parse: no display name, quoting, comment or second address.
+_BARE_ADDRESS = re.compile(r"[^@\s<>()\[\]\\\",;:]+@[^@\s<>()\[\]\\\",;:]+")
+
+
 def check_batch(batch: Batch) -> None:
     """Refuse a batch that no backend sends, before any of it is sent: ``ValueError`` for more
     than ``MAX_BATCH`` recipients or an address given twice (compared case-insensitively),
@@ -125,7 +129,8 @@ def check_batch(batch: Batch) -> None:
     in_headers = f"{batch.subject}\n{batch.reply_to or ''}"
     seen: set[str] = set()
     for recipient in batch.recipients:
-        address = parseaddr(_clean(recipient.address, "an address"))[1].casefold()
+        raw = _clean(recipient.address, "an address")
+        address = (raw if _BARE_ADDRESS.fullmatch(raw) else parseaddr(raw)[1]).casefold()
         if address in seen:
             raise ValueError(f"the address {recipient.address!r} is in the batch twice")
         seen.add(address)
@@ -154,6 +159,11 @@ def message_for(batch: Batch, recipient: BatchRecipient) -> Message:
     )
 
 
+#: A batch checked and built for one backend: calling it hands the batch over and returns one
+#: result per recipient, in order (see ``MailBackend.prepare_batch``).
+PreparedBatch = Callable[[], list[SendResult]]
+
+
 class MailBackend(Protocol):
     name: str
 
@@ -163,6 +173,12 @@ class MailBackend(Protocol):
         """One result per recipient, in order.  Backends without batch requests send each
         recipient's message on its own.  A batch ``check_batch`` refuses raises before anything
         is sent."""
+        ...
+
+    def prepare_batch(self, batch: Batch) -> PreparedBatch:
+        """``send_batch`` in two steps: the checks and whatever needs no network now (raising as
+        ``send_batch`` does, nothing sent), the handing over when the result is called.  A caller
+        with requests in flight builds the next batch while the last one travels."""
         ...
 
 
@@ -236,8 +252,11 @@ class OutboxBackend:
 
     def send_batch(self, batch: Batch) -> list[SendResult]:
         """Each recipient's message in a file of its own; ``check_batch`` first."""
+        return self.prepare_batch(batch)()
+
+    def prepare_batch(self, batch: Batch) -> PreparedBatch:
         check_batch(batch)
-        return [self.send(message_for(batch, recipient)) for recipient in batch.recipients]
+        return lambda: [self.send(message_for(batch, recipient)) for recipient in batch.recipients]
 
     def path_for(self, name: str) -> Path | None:
         """The stored message called ``name``, or None for any other name."""
@@ -357,9 +376,16 @@ class SMTPBackend:
 
     def send_batch(self, batch: Batch) -> list[SendResult]:
         """Each recipient's message on its own, over one connection; ``check_batch`` first."""
+        return self.prepare_batch(batch)()
+
+    def prepare_batch(self, batch: Batch) -> PreparedBatch:
         check_batch(batch)
-        with self.batch():
-            return [self.send(message_for(batch, recipient)) for recipient in batch.recipients]
+
+        def send_each() -> list[SendResult]:
+            with self.batch():
+                return [self.send(message_for(batch, recipient)) for recipient in batch.recipients]
+
+        return send_each
 
     def send(self, message: Message) -> SendResult:
         mime = build_mime(message, domain=_domain_of(message.sender))

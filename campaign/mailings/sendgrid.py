@@ -67,7 +67,16 @@ from python_http_client.client import Response
 from python_http_client.exceptions import HTTPError
 from sendgrid import SendGridAPIClient
 
-from campaign.mailings.backends import Batch, Message, SendResult, _address, _clean, check_batch
+from campaign.mailings.backends import (
+    _BARE_ADDRESS,
+    Batch,
+    Message,
+    PreparedBatch,
+    SendResult,
+    _address,
+    _clean,
+    check_batch,
+)
 from campaign.mailings.keepalive import KeptAliveOpener, NotSent
 
 #: Bounds on a wait the server asks for: a clock off by hours must not stall a mailing.
@@ -112,20 +121,25 @@ class SendGridBackend:
         result per recipient, in order.  Raises ``ValueError`` (nothing sent) for more than
         ``MAX_BATCH`` recipients, an address given twice, or a line break in anything that
         reaches a header.  A 400 is split to find the refused addresses (see the module's table)."""
+        return self.prepare_batch(batch)()
+
+    def prepare_batch(self, batch: Batch) -> PreparedBatch:
+        """The batch's body, checked and encoded now; posted (and split on a 400) when called."""
         body = batch_body(batch)
         if not batch.recipients:
-            return []
+            return list
         if not body.get("content"):
-            return [SendResult(ok=False, error="the batch has neither a text nor an HTML body")] * len(batch.recipients)
-        return self._post_split(body)
+            refused = [SendResult(ok=False, error="the batch has neither a text nor an HTML body")]
+            return (refused * len(batch.recipients)).copy
+        return functools.partial(self._post_split, body, _encode(body))
 
     def close(self) -> None:
         """Close this thread's connection to SendGrid, if it has one."""
         self._opener.close()
 
-    def _post_split(self, body: dict[str, Any]) -> list[SendResult]:
+    def _post_split(self, body: dict[str, Any], data: bytes | None = None) -> list[SendResult]:
         personalizations = body["personalizations"]
-        answer = self._post(body)
+        answer = self._post(body, data)
         if answer.status != 400 or len(personalizations) < 2 or answer.batch_wide:
             return [answer.result] * len(personalizations)
         half = len(personalizations) // 2
@@ -135,8 +149,9 @@ class SendGridBackend:
             return first + [first[-1]] * (len(personalizations) - half)
         return first + self._post_split({**body, "personalizations": personalizations[half:]})
 
-    def _post(self, body: dict[str, Any]) -> _Answer:
-        data = _encode(body)
+    def _post(self, body: dict[str, Any], data: bytes | None = None) -> _Answer:
+        """Post ``body`` (``data`` is its encoding, when already made)."""
+        data = _encode(body) if data is None else data
         request = urllib.request.Request(self._url, data=data, headers=self._headers, method="POST")  # noqa: S310 - an http(s) URL, checked by the configuration
         try:
             # The library's own step (it turns a refusal into its HTTPError classes), on our opener.
@@ -197,7 +212,12 @@ def batch_body(batch: Batch) -> dict[str, Any]:
                    batch.categories)  # fmt: skip
     personalizations = []
     for recipient in batch.recipients:
-        personalization = _personalization([recipient.address], recipient.custom_args, recipient.headers)
+        # ``check_batch`` has checked the headers and custom_args for line breaks.
+        personalization: dict[str, Any] = {"to": [_person(recipient.address)]}
+        if recipient.custom_args:
+            personalization["custom_args"] = {str(k): str(v) for k, v in recipient.custom_args.items()}
+        if recipient.headers:
+            personalization["headers"] = dict(recipient.headers)
         if recipient.substitutions:
             personalization["substitutions"] = {str(tag): str(value) for tag, value in recipient.substitutions.items()}
         personalizations.append(personalization)
@@ -273,10 +293,6 @@ def _base64(content: bytes) -> str:
     """An attachment's base64, kept for the next messages: a mailing attaches the same few PDFs
     to every message (bytes keep their hash, so a hit costs no pass over the PDF)."""
     return b64encode(content).decode("ascii")
-
-
-#: An address with nothing to parse: no display name, quoting, comment or second address.
-_BARE_ADDRESS = re.compile(r"[^@\s<>()\[\]\\\",;:]+@[^@\s<>()\[\]\\\",;:]+")
 
 
 def _person(raw: str) -> dict[str, str]:

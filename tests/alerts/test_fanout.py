@@ -4,6 +4,7 @@ escaped, RFC 8058 headers, one language per chunk, and the sending rule when thi
 
 from __future__ import annotations
 
+import functools
 import re
 from collections import Counter
 from collections.abc import Iterable
@@ -64,7 +65,14 @@ def html_of(message) -> str:
     return message.get_body(preferencelist=("html",)).get_content()
 
 
-class RecordingBackend:
+class BatchOnly:
+    """A test backend defining ``send_batch`` alone: ``prepare_batch`` defers to it."""
+
+    def prepare_batch(self, batch):
+        return functools.partial(self.send_batch, batch)
+
+
+class RecordingBackend(BatchOnly):
     """Wraps a backend and keeps each batch it was given."""
 
     name = "recording"
@@ -344,7 +352,7 @@ def test_an_expired_lease_makes_deliveries_uncertain_and_they_are_never_resent(c
 
 
 def test_a_batch_whose_sending_fails_midway_stays_sending_then_uncertain(app, ctx, subscriber, monkeypatch) -> None:
-    class Broken:
+    class Broken(BatchOnly):
         name = "broken"
 
         def send_batch(self, batch):
@@ -397,7 +405,7 @@ def test_a_retryable_refusal_waits_its_backoff_then_sends_once(app, ctx, outbox,
 
 
 def test_results_are_recorded_per_recipient(app, ctx, subscriber, monkeypatch) -> None:
-    class Mixed:
+    class Mixed(BatchOnly):
         name = "mixed"
 
         def send_batch(self, batch):

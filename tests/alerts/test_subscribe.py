@@ -349,6 +349,25 @@ def test_the_unsubscribe_link_stays_valid_for_months(app, client, subscriber, mo
     assert client.post("/unsubscribe/" + too_old).status_code == 400
 
 
+def test_a_batch_signs_the_same_tokens_as_one_link_at_a_time(app, subscriber, monkeypatch):
+    """``LinkSigner`` (an alert's chunk) and ``make_token`` (every other email) agree, and the
+    token opens the link only for its purpose and subscriber."""
+    people = [subscriber() for _ in range(20)]
+    now = int(utcnow().timestamp())
+    monkeypatch.setattr(TimestampSigner, "get_timestamp", lambda self: now)
+    with app.app_context():
+        for purpose in ("preferences", "unsubscribe"):
+            signer = tokens.LinkSigner(purpose)
+            for person in people:
+                someone = db.session.get(Subscriber, person.id)
+                batch_token = signer.token(someone.id, someone.token_key)
+                assert batch_token == tokens.make_token(someone, purpose)
+                assert signer.url(someone.id, someone.token_key) == tokens.url(someone, purpose)
+                assert tokens.load_subscriber(batch_token, purpose).id == someone.id
+                other = "unsubscribe" if purpose == "preferences" else "preferences"
+                assert tokens.load_subscriber(batch_token, other) is None
+
+
 def test_a_replaced_token_key_revokes_every_link(app, client, subscriber):
     someone = subscriber()
     token = token_for(app, someone.id, "preferences")

@@ -119,6 +119,17 @@ def test_1000_recipients_go_in_one_request(standin, sendgrid_backend) -> None:
     assert standin.accepted[0].personalizations[999]["substitutions"]["-name-"] == "Supporter 999"
 
 
+def test_a_prepared_batch_is_checked_at_once_and_sent_only_when_called(standin, sendgrid_backend) -> None:
+    with pytest.raises(ValueError, match="at most 1000 recipients"):
+        sendgrid_backend.prepare_batch(_batch(MAX_BATCH + 1))
+    send = sendgrid_backend.prepare_batch(_batch(5))
+    assert standin.requests == 0
+    results = send()
+    assert standin.requests == 1
+    assert [r.message_id for r in results] == [standin.accepted[0].message_id] * 5
+    assert standin.accepted[0].body == batch_body(_batch(5))
+
+
 def test_1001_recipients_are_refused_before_sending(standin, sendgrid_backend) -> None:
     with pytest.raises(ValueError, match="at most 1000 recipients"):
         sendgrid_backend.send_batch(_batch(MAX_BATCH + 1))
