@@ -237,6 +237,22 @@ def _enqueue(row: Job) -> None:
     row.rq_job_id, row.enqueued_at = rq_id, utcnow()
 
 
+def discard(rq_job_id: str | None) -> None:
+    """Take a job that another one did off RQ's queue; harmless if RQ no longer has it (and
+    if this fails, RQ runs it later and ``run_job`` finds nothing to do)."""
+    if not rq_job_id or mode() != "redis":
+        return
+    from rq.exceptions import NoSuchJobError
+    from rq.job import Job as RQJob
+
+    try:
+        RQJob.fetch(rq_job_id, connection=current_app.extensions["redis"]).delete()
+    except NoSuchJobError:
+        pass
+    except Exception:  # only tidiness is lost
+        log.warning("RQ job %s: could not be taken off the queue", rq_job_id, exc_info=True)
+
+
 def _current_rq_job() -> Any:
     """The RQ job this process is running, if it is running one."""
     from rq import get_current_job

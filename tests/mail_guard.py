@@ -18,6 +18,8 @@ from urllib.parse import urlsplit
 import pytest
 from python_http_client.client import Client
 
+from campaign.mailings.keepalive import KeptAliveOpener
+
 LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain"})
 
 
@@ -51,10 +53,16 @@ class RealProviderGuard:
     def installed(self) -> Iterator[RealProviderGuard]:
         guard = self
         make_request, smtp_connect = Client._make_request, smtplib.SMTP.connect
+        write = KeptAliveOpener.write
 
         def checked_request(client: Client, opener: Any, request: Any, timeout: float | None = None) -> Any:
             guard.check("a SendGrid request", urlsplit(request.full_url).hostname)
             return make_request(client, opener, request, timeout=timeout)
+
+        def checked_write(opener: KeptAliveOpener, request: Any, timeout: float | None = None) -> Any:
+            # The backend writes a request before the library reads its answer: checked before connecting.
+            guard.check("a SendGrid request", urlsplit(request.full_url).hostname)
+            return write(opener, request, timeout)
 
         def checked_connect(smtp: smtplib.SMTP, host: str = "localhost", port: int = 0, **kwargs: Any) -> Any:
             # smtplib reads "host:port" from ``host`` when no port is given (not for IPv6 addresses).
@@ -63,5 +71,6 @@ class RealProviderGuard:
 
         with pytest.MonkeyPatch.context() as patch:
             patch.setattr(Client, "_make_request", checked_request)
+            patch.setattr(KeptAliveOpener, "write", checked_write)
             patch.setattr(smtplib.SMTP, "connect", checked_connect)
             yield self

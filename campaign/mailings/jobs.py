@@ -64,11 +64,12 @@ def dispatch_mailing(row: Job, mailing_id: int) -> None:
 
 @job("mailing.chunk", queue="mail", max_attempts=3)
 def send_mailing_chunk(row: Job, mailing_id: int) -> None:
-    """Claim a chunk of a mailing's due deliveries and send them.  Running twice is harmless:
-    a second run claims other deliveries, or none."""
+    """Claim a chunk of a mailing's due deliveries and send them, then the chunks of the
+    mailing's next jobs as they come due (``sending.send_chunks``).  Running twice is
+    harmless: a second run claims other deliveries, or none."""
     from campaign.mailings import sending
 
-    sent = sending.send_chunk(mailing_id, row.id)
+    sent = sending.send_chunks(mailing_id, row.id)
     log.info("job %s: mailing %s, %s deliveries handled", row.id, mailing_id, sent)
 
 

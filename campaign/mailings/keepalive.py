@@ -73,6 +73,13 @@ class KeptAliveOpener:
         weakref.finalize(self, _close_all, self._open)
 
     def open(self, request: urllib.request.Request, timeout: float | None = None) -> _Answered:
+        return self.write(request, timeout).answer()
+
+    def write(self, request: urllib.request.Request, timeout: float | None = None) -> Exchange:
+        """``open`` in two steps: the request is written now (``NotSent`` as ``open`` raises it);
+        ``answer()`` on the result, called later in this thread, reads the answer.  Meanwhile
+        the caller can work while the server reads the request; no other request goes on this
+        thread's connection before the answer is read."""
         url = urlsplit(request.full_url)
         target = url.path + (f"?{url.query}" if url.query else "")
         headers = {name.title(): value for name, value in request.header_items()}
@@ -86,20 +93,7 @@ class KeptAliveOpener:
                 self.close()
                 if not (reused and attempt == 1):
                     raise NotSent(_describe(exc)) from exc
-        try:
-            response = connection.getresponse()
-            body = response.read()
-        except BaseException:
-            self.close()
-            raise
-        if response.will_close:
-            self.close()
-        else:
-            self._local.used = time.monotonic()
-        if not 200 <= response.status < 300:
-            answer = io.BytesIO(body)
-            raise urllib.error.HTTPError(request.full_url, response.status, response.reason, response.headers, answer)
-        return _Answered(response.status, body, response.headers)
+        return Exchange(self, connection, request.full_url)
 
     def _connection(
         self, scheme: str, host: str, port: int | None, timeout: float | None
@@ -148,6 +142,35 @@ class KeptAliveOpener:
         if connection is not None and self._local.pid == os.getpid():
             self._open.discard((self._local.pid, connection))
             connection.close()
+
+
+class Exchange:
+    """A request written on a kept-alive connection, its answer still to be read."""
+
+    def __init__(self, opener: KeptAliveOpener, connection: http.client.HTTPConnection, url: str) -> None:
+        self._opener, self._connection, self._url = opener, connection, url
+
+    def answer(self) -> _Answered:
+        """The answer, read whole.  Any failure propagates as it is: the request may have been
+        accepted.  Answers other than 2xx raise ``urllib.error.HTTPError``, as urllib's do."""
+        try:
+            response = self._connection.getresponse()
+            body = response.read()
+        except BaseException:
+            self._opener.close()
+            raise
+        if response.will_close:
+            self._opener.close()
+        else:
+            self._opener._local.used = time.monotonic()
+        if not 200 <= response.status < 300:
+            answer = io.BytesIO(body)
+            raise urllib.error.HTTPError(self._url, response.status, response.reason, response.headers, answer)
+        return _Answered(response.status, body, response.headers)
+
+    def open(self, request: urllib.request.Request, timeout: float | None = None) -> _Answered:
+        """The opener's interface, for a library that opens: the answer to the request written."""
+        return self.answer()
 
 
 def _close_all(connections: set[tuple[int, http.client.HTTPConnection]]) -> None:

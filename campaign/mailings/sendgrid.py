@@ -55,7 +55,7 @@ import re
 import time
 import urllib.request
 from base64 import b64encode
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,7 +77,7 @@ from campaign.mailings.backends import (
     _clean,
     check_batch,
 )
-from campaign.mailings.keepalive import KeptAliveOpener, NotSent
+from campaign.mailings.keepalive import Exchange, KeptAliveOpener, NotSent
 
 #: Bounds on a wait the server asks for: a clock off by hours must not stall a mailing.
 MIN_RETRY_AFTER, MAX_RETRY_AFTER = 1.0, 3600.0
@@ -111,10 +111,18 @@ class SendGridBackend:
     def send(self, message: Message) -> SendResult:
         """Hand ``message`` to SendGrid.  Raises ``HeaderInjectionError`` (nothing sent) for a
         line break in anything that reaches a header, like every backend."""
+        return self.start(message)()
+
+    def start(self, message: Message) -> Callable[[], SendResult]:
+        """``send`` in two steps: the request is built and written now (raising as ``send``
+        does, nothing sent); calling the result reads SendGrid's answer, in this thread.  In
+        between, the caller can build the next message while SendGrid reads this one."""
         body = request_body(message)
         if not body.get("content"):
-            return SendResult(ok=False, error="the message has neither a text nor an HTML body")
-        return self._post(body).result
+            refused = SendResult(ok=False, error="the message has neither a text nor an HTML body")
+            return lambda: refused
+        written = self._write(body)
+        return lambda: self._read(written).result
 
     def send_batch(self, batch: Batch) -> list[SendResult]:
         """Hand ``batch`` to SendGrid in one request, one personalization per recipient; one
@@ -151,20 +159,40 @@ class SendGridBackend:
 
     def _post(self, body: dict[str, Any], data: bytes | None = None) -> _Answer:
         """Post ``body`` (``data`` is its encoding, when already made)."""
+        return self._read(self._write(body, data))
+
+    def _write(self, body: dict[str, Any], data: bytes | None = None) -> _Written | _Answer:
+        """Write the request for ``body``; an ``_Answer`` at once when it could not be written."""
         data = _encode(body) if data is None else data
         request = urllib.request.Request(self._url, data=data, headers=self._headers, method="POST")  # noqa: S310 - an http(s) URL, checked by the configuration
         try:
-            # The library's own step (it turns a refusal into its HTTPError classes), on our opener.
-            response = Response(self._endpoint._make_request(self._opener, request, timeout=self._endpoint.timeout))
-        except HTTPError as exc:
-            return _Answer(_answer(exc.status_code, exc.headers, exc.body), exc.status_code, _batch_wide(exc.body))
+            return _Written(request, self._opener.write(request, timeout=self._endpoint.timeout))
         except NotSent as exc:
             return _Answer(SendResult(ok=False, error=f"not sent: {exc}", retryable=True))
+
+    def _read(self, written: _Written | _Answer) -> _Answer:
+        """SendGrid's answer to a written request, as the sending rule reads it."""
+        if isinstance(written, _Answer):
+            return written
+        try:
+            # The library's own step (it turns a refusal into its HTTPError classes), reading
+            # the answer of the request already written.
+            response = Response(
+                self._endpoint._make_request(written.exchange, written.request, timeout=self._endpoint.timeout)
+            )
+        except HTTPError as exc:
+            return _Answer(_answer(exc.status_code, exc.headers, exc.body), exc.status_code, _batch_wide(exc.body))
         except (OSError, http.client.HTTPException) as exc:
             # The request was written and the answer never came whole (timeout, connection
             # dropped, a status line cut off): SendGrid may have accepted it.
             return _Answer(SendResult(ok=False, error=f"no answer after sending: {_describe(exc)}", uncertain=True))
         return _Answer(_answer(response.status_code, response.headers, response.body), response.status_code)
+
+
+@dataclass(frozen=True)
+class _Written:
+    request: urllib.request.Request
+    exchange: Exchange
 
 
 @dataclass(frozen=True)

@@ -132,6 +132,21 @@ def test_every_body_meets_the_contract(standin, sendgrid_backend, overrides) -> 
     _assert_valid(standin.accepted[0].body)
 
 
+def test_a_started_message_is_written_at_once_and_its_answer_read_when_asked(standin, sendgrid_backend) -> None:
+    """``start`` writes the request and returns; the caller builds the next message meanwhile,
+    then reads the answer.  Two in turn go over one connection."""
+    answers = []
+    for n in range(2):
+        answer = sendgrid_backend.start(_message(to=[f"minister{n}@example.org"]))
+        deadline = time.monotonic() + 5
+        while len(standin.accepted) <= n and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(standin.accepted) == n + 1  # on its way before its answer is asked for
+        answers.append(answer())
+    assert [a.message_id for a in answers] == [accepted.message_id for accepted in standin.accepted]
+    assert standin.connections == 1
+
+
 def test_a_message_without_any_body_is_refused_before_sending(standin, sendgrid_backend) -> None:
     result = sendgrid_backend.send(_message(text="", html=None))
     assert not result.ok and not result.retryable and not result.uncertain

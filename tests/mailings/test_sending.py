@@ -110,6 +110,49 @@ def test_no_contact_twice_when_dispatch_and_chunks_run_again(app, ctx, outbox, m
     assert chunks >= 6  # twice as many chunk jobs as there were deliveries to share out
 
 
+def _chunk_jobs(mailing_id: int) -> list[Job]:
+    db.session.expire_all()
+    rows = db.session.scalars(sa.select(Job).where(Job.kind == "mailing.chunk").order_by(Job.due_at, Job.id))
+    return [row for row in rows if row.payload["mailing_id"] == mailing_id]
+
+
+def test_a_chunk_job_takes_over_the_next_due_chunk_jobs(app, ctx, outbox, monkeypatch) -> None:
+    """One job sends its chunk, then the chunks of the mailing's other due jobs (marked done by
+    it, so they send nothing more when their turn comes): one job start for the whole mailing."""
+    monkeypatch.setitem(app.config, "MAILING_CHUNK", 2)
+    world = make_world(app, suppressed=1)
+    mailing_id = approved(app, world)
+    _request(world, mailing_id)
+    queue.run_job(db.session.scalar(sa.select(Job.id).where(Job.kind == "mailing.dispatch")))
+    first, *others = _chunk_jobs(mailing_id)
+    assert len(others) == 2
+
+    queue.run_job(first.id)
+    assert _outbox_counts(outbox) == Counter(email for email in EVERYONE if email != "oneill@mission.example")
+    assert _status(mailing_id) == "finished"
+    rows = _chunk_jobs(mailing_id)
+    assert {row.status for row in rows} == {"finished"}
+    assert [row.message for row in rows[1:]] == [f"sent by job {first.id}"] * 2
+    assert drain_jobs() == 0  # nothing left for the jobs taken over
+
+
+def test_a_chunk_job_leaves_chunks_not_yet_due_to_their_own_jobs(app, ctx, outbox, monkeypatch) -> None:
+    """At 60 messages a minute a chunk of two is due every two seconds: the first job sends its
+    chunk alone, and the next chunk waits for its own time."""
+    monkeypatch.setitem(app.config, "MAILING_CHUNK", 2)
+    world = make_world(app)
+    mailing_id = approved(app, world)
+    db.session.execute(sa.update(Mailing).where(Mailing.id == mailing_id).values(rate_per_minute=60))
+    db.session.commit()
+    _request(world, mailing_id)
+    queue.run_job(db.session.scalar(sa.select(Job.id).where(Job.kind == "mailing.dispatch")))  # runs the first
+    first, *others = _chunk_jobs(mailing_id)
+    assert [round((row.due_at - first.due_at).total_seconds()) for row in others] == [2, 4]
+    assert first.status == "finished" and not first.message
+    assert sum(_outbox_counts(outbox).values()) == 2
+    assert [row.status for row in others] == ["queued", "queued"]
+
+
 def test_a_claim_takes_no_more_than_its_limit(app, ctx) -> None:
     world = make_world(app)
     mailing_id = approved(app, world)
