@@ -8,8 +8,8 @@ end, from ``sending.start`` (the deliveries made by one ``INSERT … SELECT``) t
 - ``alert_fanout_100k_requests``: requests the stand-in received, against the fewest possible
   (one per 1,000 recipients of one language: 100).
 - ``alert_fanout_100k_peak_rss_mb``: the worker's peak resident memory, the largest of the
-  worker process itself and every job process it forked and reaped (``getrusage``'s
-  ``ru_maxrss`` for itself and ``RUSAGE_CHILDREN``, written by the worker when it exits),
+  worker process itself and every job process it forked and reaped (its ``VmHWM`` and
+  ``getrusage``'s ``RUSAGE_CHILDREN``, written by the worker when it exits),
   against the worker's resident memory when idle before the alert.
 
 The subscribers are written with PostgreSQL's ``COPY`` (``executemany`` elsewhere) and deleted
@@ -168,7 +168,10 @@ def measure(env: dict[str, str], workdir: Path) -> dict[str, float]:
             pid = int(pidfile.read_text()) if pidfile.exists() else worker.pid
             os.kill(pid, signal.SIGTERM)
             worker.wait(timeout=60)
-        peak_kb = json.loads(report.read_text())["peak_kb"] if report.exists() else 0
+        rss = json.loads(report.read_text()) if report.exists() else {}
+        peak_kb = rss.get("peak_kb", 0)
+        print(f"alert_fanout_100k: peak resident memory {rss.get('self_kb', 0) // 1024} MB in the worker, "
+              f"{rss.get('children_kb', 0) // 1024} MB in its largest job process", file=sys.stderr)  # fmt: skip
         counts, requests = standin.counts(), standin.requests
         if progress.counts["sent"] != SUBSCRIBERS or len(counts) != SUBSCRIBERS or max(counts.values()) != 1:
             twice = sorted(address for address, count in counts.items() if count > 1)
@@ -204,10 +207,15 @@ def run(env: dict[str, str], workdir: Path, emit: Callable[[str, float, str, flo
 
 def _worker_main(report: Path, arguments: list[str]) -> None:
     """``flask worker`` in this process; on exit, the peak resident memory of the process and of
-    the largest job process it reaped, in KiB (Linux reports ``ru_maxrss`` in KiB)."""
+    the largest job process it reaped, in KiB.
+
+    The process's own peak is ``VmHWM``, not ``ru_maxrss``: Linux keeps ``ru_maxrss`` across
+    ``execve``, so it would report the benchmark process that started the worker (the moment
+    between its fork and the exec), hundreds of MB after the other benchmarks ran in it.
+    """
 
     def write() -> None:
-        own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        own = _rss_kb(os.getpid(), "VmHWM")
         children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
         report.write_text(json.dumps({"self_kb": own, "children_kb": children, "peak_kb": max(own, children)}))
 

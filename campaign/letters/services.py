@@ -13,6 +13,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo, available_timezones
 
 import sqlalchemy as sa
+from sqlalchemy.orm import joinedload
 
 from campaign import audit
 from campaign.auth.services import slugify
@@ -421,7 +422,10 @@ def public_letters(now: datetime | None = None) -> sa.Select:
 
 def public_letter(slug: str, now: datetime | None = None) -> Letter | None:
     """The letter at ``slug`` if the public may read it (published, past any embargo), else None."""
-    letter = get_letter(slug)
+    # Its published text comes in the same query: every public page shows it.
+    letter = db.session.scalar(
+        sa.select(Letter).where(Letter.slug == slug).options(joinedload(Letter.published_revision))
+    )
     return letter if letter is not None and letter.is_public(now) else None
 
 

@@ -15,7 +15,6 @@ import pycountry
 import sqlalchemy as sa
 from flask import current_app
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
-from sqlalchemy.exc import IntegrityError
 
 from campaign.admin.services import get_settings
 from campaign.auth.models import Organisation, Role, User
@@ -132,6 +131,22 @@ def _existing(letter: Letter, key: str) -> Signature | None:
     )
 
 
+def _insert(letter: Letter, fields: dict[str, object]) -> Signature | None:
+    """The new signature, inserted in one statement; None when the organisation's signature of
+    the letter exists (another sign-on committed it first), with nothing to undo."""
+    if db.session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    statement = (
+        insert(Signature)
+        .values(letter_id=letter.id, **fields)
+        .on_conflict_do_nothing(index_elements=["letter_id", "organisation_key"])
+        .returning(Signature)
+    )
+    return db.session.scalars(statement).first()
+
+
 def start(letter: Letter, data: PublicSignOn, consent: str) -> Signature:
     """Record a public sign-on awaiting email confirmation; flushes.
 
@@ -181,12 +196,9 @@ def start(letter: Letter, data: PublicSignOn, consent: str) -> Signature:
         "created_at": now,
     }
     if signature is None:
-        signature = Signature(letter_id=letter.id, **fields)
-        try:
-            with db.session.begin_nested():
-                db.session.add(signature)
-        except IntegrityError:  # the same organisation, signing at the same moment
-            raise SignOnInvalid("organisation_name", "This organisation is already signing this letter.") from None
+        signature = _insert(letter, fields)
+        if signature is None:  # the same organisation, signing at the same moment
+            raise SignOnInvalid("organisation_name", "This organisation is already signing this letter.")
         record_event(signature, "public.started", "Signed on the public form; awaiting email confirmation", "signer")
         return signature
     previous = {"status": signature.status, "email_changed": signature.signer_email != values["signer_email"]}
