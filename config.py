@@ -72,7 +72,7 @@ class Config:
     QUEUE_MODE: str = "auto"  # auto | inline | redis
     REMINDER_DAYS: int = 3  # days before a letter's deadline that invited organisations are reminded
     MAILING_RATE: int = 600  # messages a minute a new mailing sends at, across all workers
-    MAILING_CHUNK: int = 50  # deliveries one mail job claims and sends
+    MAILING_CHUNK: int = 50  # deliveries a mail job claims and sends at a time (a chunk)
     MAILING_LEASE: int = 300  # seconds a worker holds a delivery it is sending; then it is uncertain
     ALERTS_AUTOMATIC: bool = True  # alerts when a letter opens, a mailing of it is delivered, a meeting is near
     ALERT_MEETING_DAYS: int = 3  # days before a meeting that its automatic alert goes out

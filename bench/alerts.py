@@ -100,17 +100,20 @@ def _prepare(app, stamp: int) -> int:
 
 
 def _forget(app, alert_id: int, stamp: int) -> None:
-    """Delete the run's alert, deliveries, subscribers, topic and jobs (chunk jobs left queued
-    find nothing to do; without their rows a later worker skips them)."""
+    """Delete the run's alert, deliveries, subscribers, topic and jobs, and take the chunk jobs
+    the first one left with nothing to do off RQ's queue (a later benchmark's worker would
+    start a process for each)."""
     from campaign.alerts.models import Alert, AlertDelivery, Subscriber, Topic
     from campaign.extensions import db
-    from campaign.queue import Job
+    from campaign.queue import Job, discard
 
     with app.app_context(), db.engine.begin() as connection:
-        connection.execute(
+        left = connection.scalars(
             sa.delete(Job).where(Job.kind.in_(["alert.dispatch", "alert.chunk"]),
-                                 Job.payload["alert_id"].as_integer() == alert_id)
-        )  # fmt: skip
+                                 Job.payload["alert_id"].as_integer() == alert_id).returning(Job.rq_job_id)
+        ).all()  # fmt: skip
+        for rq_job_id in left:
+            discard(rq_job_id)
         connection.execute(sa.delete(AlertDelivery).where(AlertDelivery.alert_id == alert_id))
         connection.execute(sa.delete(Alert).where(Alert.id == alert_id))
         connection.execute(sa.delete(Subscriber).where(Subscriber.email.like(f"%-{stamp}@bench.example")))
