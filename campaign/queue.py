@@ -223,7 +223,10 @@ def _rq_job_id() -> str:
 
 
 def _put(job_id: int, queue: str, rq_id: str, due_at: datetime, description: str) -> None:
-    options = {"job_id": rq_id, "description": description, "failure_ttl": 7 * 24 * 3600}
+    # RQ stops a job after its own default of 180 s; a job may run as long as its lease (a mail
+    # job takes over chunks for 30 s, and one chunk may take half of ``MAILING_LEASE``).
+    options = {"job_id": rq_id, "description": description, "failure_ttl": 7 * 24 * 3600,
+               "job_timeout": int(LEASE.total_seconds())}  # fmt: skip
     if due_at > utcnow():
         _rq_queue(queue).enqueue_at(due_at, run_job, job_id, **options)
     else:

@@ -308,21 +308,22 @@ def prepare(alert_id: int, owner: str) -> Chunk | None:
     _mark_started(alert_id)
     try:
         recipients = _recipients(alert, language, ids, owner)
+        if recipients is None:
+            return Chunk(alert_id, owner, language, len(ids), None, [], began)
+        alert_parts, by_id = recipients
+        batch = render.batch(alert_id, alert_parts, list(by_id.values()))
+        try:
+            # Built here, so that the thread sending the previous chunk only waits on the network.
+            send = current_app.extensions["mail_backend"].prepare_batch(batch)
+        except ValueError as exc:
+            # The request could not be built (a header refused): nothing leaves this machine.
+            refused = [SendResult(ok=False, error=f"cannot be sent: {exc}")] * len(by_id)
+            send = refused.copy
     except BaseException:
+        # Nothing of the chunk was handed over: what is still claimed goes back.
         db.session.rollback()
         _release(ids, owner)
         raise
-    if recipients is None:
-        return Chunk(alert_id, owner, language, len(ids), None, [], began)
-    alert_parts, by_id = recipients
-    batch = render.batch(alert_id, alert_parts, list(by_id.values()))
-    try:
-        # Built here, so that the thread sending the previous chunk only waits on the network.
-        send = current_app.extensions["mail_backend"].prepare_batch(batch)
-    except ValueError as exc:
-        # The request could not be built (a header refused): nothing leaves this machine.
-        refused = [SendResult(ok=False, error=f"cannot be sent: {exc}")] * len(by_id)
-        send = refused.copy
     return Chunk(alert_id, owner, language, len(ids), send, list(by_id), began)
 
 

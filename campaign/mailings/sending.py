@@ -296,6 +296,7 @@ def _send_claimed(
     serial = db.session.get_bind().dialect.name == "sqlite"
     start = getattr(backend, "start", None) if not serial else None
     in_flight: tuple[Delivery, Callable[[], SendResult]] | None = None
+    unrecorded: tuple[Delivery, SendResult] | None = None
     retry_at, held, held_since = None, 0, time.monotonic()
 
     def conclude(delivery: Delivery, result: SendResult) -> bool:
@@ -331,17 +332,19 @@ def _send_claimed(
                     db.session.commit()
                 elif message is None:
                     held += 1  # its reason is recorded with the next results
-                previous: tuple[Delivery, SendResult] | None = None
                 if in_flight is not None:
                     # The previous message was with the provider while this one was built.
-                    previous, in_flight = (in_flight[0], in_flight[1]()), None
-                    if previous[1].retryable and previous[1].retry_after:
+                    unrecorded, in_flight = (in_flight[0], in_flight[1]()), None
+                    if unrecorded[1].retryable and unrecorded[1].retry_after:
+                        previous, unrecorded = unrecorded, None
                         conclude(*previous)
                         break  # this message is not handed over: it goes back with the rest
                 if message is not None:
                     handed_over.add(delivery.id)
                     in_flight = (delivery, _start(backend, start, message))
-                if previous is not None:
+                if unrecorded is not None:
+                    # Recorded while this message travels.
+                    previous, unrecorded = unrecorded, None
                     conclude(*previous)
                 if in_flight is not None and start is None:
                     # Sent already: recorded now, as the backend has nothing to overlap.
@@ -359,6 +362,8 @@ def _send_claimed(
             # answer to a message already written included; if that fails too, those
             # deliveries stay ``sending`` and become uncertain.
             try:
+                if unrecorded is not None:  # an answer read, not yet recorded
+                    _record(*unrecorded, owner)
                 if in_flight is not None:
                     _record(in_flight[0], in_flight[1](), owner)
                 db.session.commit()
@@ -374,7 +379,8 @@ def _start(
     backend: Any, start: Callable[[Message], Callable[[], SendResult]] | None, message: Message
 ) -> Callable[[], SendResult]:
     """Hand ``message`` over (``start`` writes it, ``send`` sends it whole); calling the result
-    gives the answer."""
+    gives the answer.  A backend raises ``ValueError`` only for a message it could not build,
+    before writing anything (``HeaderInjectionError``): that one failed, nothing was sent."""
     try:
         if start is not None:
             return start(message)
