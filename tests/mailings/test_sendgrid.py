@@ -138,10 +138,7 @@ def test_a_started_message_is_written_at_once_and_its_answer_read_when_asked(sta
     answers = []
     for n in range(2):
         answer = sendgrid_backend.start(_message(to=[f"minister{n}@example.org"]))
-        deadline = time.monotonic() + 5
-        while len(standin.accepted) <= n and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert len(standin.accepted) == n + 1  # on its way before its answer is asked for
+        _eventually(lambda n=n: len(standin.accepted) == n + 1)  # on its way before its answer is asked for
         answers.append(answer())
     assert [a.message_id for a in answers] == [accepted.message_id for accepted in standin.accepted]
     assert standin.connections == 1
