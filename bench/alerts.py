@@ -24,7 +24,6 @@ import json
 import math
 import os
 import resource
-import signal
 import subprocess
 import sys
 import time
@@ -34,6 +33,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from bench.mailings import _post_loop, _settings, _wait
+from bench.run import stop
 
 SUBSCRIBERS = 100_000
 LANGUAGES = ("en", "fr")
@@ -126,7 +126,9 @@ def _worker(env: dict[str, str], workdir: Path) -> tuple[subprocess.Popen, Path,
     report.unlink(missing_ok=True)
     command = [sys.executable, "-m", "bench.alerts", "worker", str(report), "--pidfile", str(pidfile)]
     log = (workdir / "alert-worker.log").open("wb")
-    return subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT), pidfile, report
+    # A session of its own, so that ``stop`` can end the worker with the job process it forked.
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    return process, pidfile, report
 
 
 def _rss_kb(pid: int, field: str = "VmRSS") -> int:
@@ -168,9 +170,7 @@ def measure(env: dict[str, str], workdir: Path) -> dict[str, float]:
                 elapsed = time.perf_counter() - start
                 progress = sending.progress(alert_id)
         finally:
-            pid = int(pidfile.read_text()) if pidfile.exists() else worker.pid
-            os.kill(pid, signal.SIGTERM)
-            worker.wait(timeout=60)
+            stop(worker, pidfile, 60)
         rss = json.loads(report.read_text()) if report.exists() else {}
         peak_kb = rss.get("peak_kb", 0)
         print(f"alert_fanout_100k: peak resident memory {rss.get('self_kb', 0) // 1024} MB in the worker, "

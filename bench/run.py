@@ -60,6 +60,21 @@ def wait_for(port: int, path: str, seconds: float = 30) -> None:
     raise RuntimeError(f"nothing answered on port {port} within {seconds}s")
 
 
+def stop(process: subprocess.Popen, pidfile: Path, seconds: float) -> None:
+    """SIGTERM the server or worker named by ``pidfile``; if it has not ended within ``seconds``,
+    SIGKILL its session (started with ``start_new_session``).  A worker that missed the signal
+    (RQ loses one that arrives while it writes a log line) must not live on and take the next
+    benchmark's jobs, with a configuration pointing at this benchmark's stand-in."""
+    pid = int(pidfile.read_text()) if pidfile.exists() else process.pid
+    os.kill(pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        print(f"{pidfile.name}: still running {seconds} s after SIGTERM, killed", file=sys.stderr)
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+
+
 @contextmanager
 def gunicorn(target: str, env: dict[str, str], workdir: Path, probe: str) -> Iterator[int]:
     port = free_port()
@@ -68,14 +83,13 @@ def gunicorn(target: str, env: dict[str, str], workdir: Path, probe: str) -> Ite
         [str(BIN / "gunicorn"), *GUNICORN, "--bind", f"127.0.0.1:{port}", "--pid", str(pidfile), target],
         cwd=ROOT,
         env=env,
+        start_new_session=True,
     )
     try:
         wait_for(port, probe)
         yield port
     finally:
-        pid = int(pidfile.read_text()) if pidfile.exists() else process.pid
-        os.kill(pid, signal.SIGTERM)
-        process.wait(timeout=30)
+        stop(process, pidfile, 30)
 
 
 def wrk(port: int, path: str, connections: int = 16) -> float:

@@ -256,7 +256,9 @@ def approve_mailing(id: int) -> Any:
         services.approve(mailing, current_user)
     except services.MailingError as exc:
         return refused(exc, 403 if mailing.created_by_id == current_user.id else 409)
+    job = services.render_documents_later(mailing)
     db.session.commit()
+    queue.dispatch(job)
     return _view(mailing)
 
 

@@ -11,6 +11,7 @@ import time
 import click
 import sqlalchemy as sa
 
+from campaign import queue
 from campaign.auth.models import User
 from campaign.extensions import db
 from campaign.letters.services import get_letter
@@ -53,6 +54,9 @@ def load_mailings(author: User | None, approver: User | None) -> None:
         actor=author,
     )
     services.approve(council, approver)
+    job = services.render_documents_later(council)
+    db.session.commit()
+    queue.dispatch(job)
     services.request_send(council, {}, actor=author)
     db.session.commit()
     while sending.send_chunk(council.id):

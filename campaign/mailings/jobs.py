@@ -62,6 +62,15 @@ def dispatch_mailing(row: Job, mailing_id: int) -> None:
     queue.dispatch(*rows)
 
 
+@job("mailing.documents", queue="default", max_attempts=3)
+def render_documents(row: Job, mailing_id: int, version: int) -> None:
+    """Render the PDFs of a mailing just approved (``documents.render_approved``)."""
+    from campaign.mailings import documents
+
+    rendered = documents.render_approved(mailing_id, version)
+    log.info("job %s: mailing %s, %s PDF(s) rendered", row.id, mailing_id, rendered)
+
+
 @job("mailing.chunk", queue="mail", max_attempts=3)
 def send_mailing_chunk(row: Job, mailing_id: int) -> None:
     """Claim a chunk of a mailing's due deliveries and send them, then the chunks of the

@@ -222,13 +222,26 @@ def document(mailing: Mailing, language: str, revision: Revision) -> MailingDocu
     The caller commits.  Two workers needing it at once both render; the unique
     constraint keeps one, and the loser reads it.
     """
-    found = db.session.scalar(
-        sa.select(MailingDocument).where(MailingDocument.mailing_id == mailing.id, MailingDocument.language == language)
-    )
+    found = stored_document(mailing.id, language)
     if found is not None:
         return found
+    return store_document(mailing, language, revision, render_document(mailing, revision))
+
+
+def stored_document(mailing_id: int, language: str) -> MailingDocument | None:
+    return db.session.scalar(
+        sa.select(MailingDocument).where(MailingDocument.mailing_id == mailing_id, MailingDocument.language == language)
+    )
+
+
+def render_document(mailing: Mailing, revision: Revision) -> bytes:
+    """The letter's PDF in ``revision``, signed by the mailing's signatories (frozen at approval)."""
     signatories: Sequence[tuple[str, ...]] = [tuple(row) for row in signatories_of(mailing)]
-    content = pdf.render_letter_pdf(mailing.letter, revision, get_settings(), signatories)
+    return pdf.render_letter_pdf(mailing.letter, revision, get_settings(), signatories)
+
+
+def store_document(mailing: Mailing, language: str, revision: Revision, content: bytes) -> MailingDocument:
+    """Keep ``content`` as the mailing's PDF in ``language``, or the one stored first meanwhile."""
     row = MailingDocument(
         mailing_id=mailing.id,
         language=language,
@@ -240,9 +253,6 @@ def document(mailing: Mailing, language: str, revision: Revision) -> MailingDocu
         with db.session.begin_nested():
             db.session.add(row)
     except sa.exc.IntegrityError:
-        return db.session.scalars(
-            sa.select(MailingDocument).where(
-                MailingDocument.mailing_id == mailing.id, MailingDocument.language == language
-            )
-        ).one()
+        # The other one is committed: it is there.
+        return db.session.scalars(sa.select(MailingDocument).filter_by(mailing_id=mailing.id, language=language)).one()
     return row

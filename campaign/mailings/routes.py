@@ -22,8 +22,8 @@ from campaign.contacts.models import Contact
 from campaign.db import begin_write, page_arg
 from campaign.extensions import db
 from campaign.forms import choices
-from campaign.letters.models import PUBLISHED, Letter
-from campaign.mailings import bp, services
+from campaign.letters.models import LANGUAGE_NAMES_EN, PUBLISHED, Letter
+from campaign.mailings import bp, documents, personalise, services
 from campaign.mailings.forms import MailingForm, ResolveForm, SendForm
 from campaign.mailings.models import Mailing, MailingStatus
 from campaign.mailings.personalise import MERGE_FIELDS, Renderer
@@ -213,6 +213,8 @@ def mailing_page(mailing: Mailing, send_form: SendForm | None = None) -> str:
         confirm=ConfirmForm(),
         is_author=mailing.created_by_id == current_user.id,
         country_name=country_name,
+        documents=documents.listed(mailing.id) if mailing.approved_at else [],
+        language_names=LANGUAGE_NAMES_EN,
     )
 
 
@@ -220,6 +222,18 @@ def mailing_page(mailing: Mailing, send_form: SendForm | None = None) -> str:
 @staff_required
 def mailing(mailing_id: int) -> str:
     return mailing_page(get_mailing_or_404(mailing_id))
+
+
+@bp.route("/mailings/<id:mailing_id>/documents/<language>.pdf")
+@staff_required
+def document(mailing_id: int, language: str) -> Response:
+    """The PDF attached to the mailing's messages in ``language``, as rendered at approval."""
+    found = personalise.stored_document(get_mailing_or_404(mailing_id).id, language)
+    if found is None:
+        abort(404)
+    response = current_app.response_class(found.content, mimetype="application/pdf")
+    response.headers["Content-Disposition"] = f'inline; filename="{found.filename}"'
+    return response
 
 
 def progress_summary(mailing: Mailing, progress: Progress) -> str:

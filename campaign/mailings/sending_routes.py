@@ -100,7 +100,9 @@ def approve(mailing_id: int) -> Response:
             db.session.rollback()
             flash(str(exc), "error")
         else:
+            job = services.render_documents_later(mailing)
             db.session.commit()
+            queue.dispatch(job)
             flash(f"Approved version {mailing.version}: it can be sent now.", "success")
     return _back(mailing)
 

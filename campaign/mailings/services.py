@@ -18,7 +18,7 @@ from campaign.contacts.validation import canonical_tags, country_codes
 from campaign.db import utcnow
 from campaign.extensions import db
 from campaign.letters.models import UN_LANGUAGES, Letter
-from campaign.mailings import jobs, personalise, schedule, sending  # noqa: F401 - jobs registers handlers
+from campaign.mailings import documents, jobs, personalise, schedule, sending  # noqa: F401 - jobs registers handlers
 from campaign.mailings.models import OPEN, Delivery, DeliveryEvent, DeliveryStatus, Mailing, MailingStatus
 from campaign.mailings.personalise import Failure
 from campaign.queue import Job
@@ -129,6 +129,8 @@ def update_mailing(mailing: Mailing, data: MailingData, actor: Any = None) -> Ma
     ).rowcount
     if not won:
         raise MailingError("The mailing changed, was approved or is being sent meanwhile; reload it.")
+    if withdrawn:
+        documents.forget(mailing.id)
     db.session.refresh(mailing)
     _apply(mailing, data)
     actor_id = getattr(actor, "id", None)
@@ -143,12 +145,6 @@ def update_mailing(mailing: Mailing, data: MailingData, actor: Any = None) -> Ma
 def _differs(mailing: Mailing, data: MailingData) -> bool:
     fields = ("name", "subject", "introduction", "tags", "countries", "languages", "rate_per_minute")
     return mailing.letter_id != data.letter.id or any(getattr(mailing, f) != getattr(data, f) for f in fields)
-
-
-def _clear_approval(mailing: Mailing) -> None:
-    mailing.status = MailingStatus.DRAFT.value
-    mailing.approved_by_id = mailing.approved_at = mailing.approved_version = None
-    mailing.revisions, mailing.signatories = {}, []
 
 
 def audience_of(mailing: Mailing) -> Audience:
@@ -228,6 +224,13 @@ def approve(mailing: Mailing, actor: Any) -> Mailing:
     audit.record("mailings.approve", mailing, f"Approved mailing {mailing.name}", actor=actor,
                  version=mailing.version, recipients=deliverable)  # fmt: skip
     return mailing
+
+
+def render_documents_later(mailing: Mailing) -> Job:
+    """The job rendering the PDFs of the mailing just approved (``documents``); the caller
+    commits, then dispatches it."""
+    return queue.schedule("mailing.documents", {"mailing_id": mailing.id, "version": mailing.approved_version},
+                          description=f"Render the PDFs of mailing {mailing.id}")  # fmt: skip
 
 
 def request_send(mailing: Mailing, request: dict[str, Any], actor: Any = None) -> Job:

@@ -12,6 +12,7 @@ from campaign.audit import AuditEvent
 from campaign.contacts import services as contacts
 from campaign.extensions import db
 from campaign.mailings.models import Mailing
+from tests.factories import drain_jobs
 from tests.mailings.pages import compose, deliveries_of, flashes, load, local, text
 from tests.mailings.world import approved, draft, make_world
 
@@ -225,6 +226,23 @@ def test_a_second_coordinator_approves_the_version_they_saw(app, client, world, 
     assert load(app, mailing_id).approved_by_id == world.approver.id
 
 
+def test_approval_renders_the_attached_pdfs_and_the_page_offers_them(app, client, world, approver):
+    mailing_id = draft(app, world)
+    client.post(f"/admin/mailings/{mailing_id}/approve", data={"version": "1"})
+    with app.app_context():
+        drain_jobs()  # with Redis, what a worker does with the job approval queued
+    page = text(client.get(f"/admin/mailings/{mailing_id}"))
+    for language, name in (("ar", "Arabic"), ("en", "English"), ("fr", "French")):
+        assert re.search(rf"{world.letter_slug}-{language}\.pdf</a> \({name}, \d+ KB\)", page), page
+    assert f"{world.letter_slug}-zh.pdf" not in page  # Chinese speakers get the English letter
+    response = client.get(f"/admin/mailings/{mailing_id}/documents/fr.pdf")
+    assert response.status_code == 200 and response.mimetype == "application/pdf"
+    assert response.data.startswith(b"%PDF")
+    assert response.headers["Content-Disposition"] == f'inline; filename="{world.letter_slug}-fr.pdf"'
+    assert client.get(f"/admin/mailings/{mailing_id}/documents/zh.pdf").status_code == 404
+    assert client.get("/admin/mailings/999999/documents/fr.pdf").status_code == 404
+
+
 def test_approval_refuses_a_mailing_that_does_not_render_for_everyone(app, client, world, approver):
     mailing_id = draft(app, world, introduction="{% if 'P5' in contact.tags %}{{ contact.nickname }}{% endif %}")
     response = client.post(f"/admin/mailings/{mailing_id}/approve", data={"version": "1"}, follow_redirects=True)
@@ -237,10 +255,12 @@ def test_approval_refuses_a_mailing_that_does_not_render_for_everyone(app, clien
 
 def test_members_and_anonymous_visitors_are_refused(app, client, auth, world, member):
     mailing_id = draft(app, world)
-    for url in ("/admin/mailings", f"/admin/mailings/{mailing_id}", f"/admin/mailings/{mailing_id}/progress"):
+    urls = ("/admin/mailings", f"/admin/mailings/{mailing_id}", f"/admin/mailings/{mailing_id}/progress",
+            f"/admin/mailings/{mailing_id}/documents/en.pdf")  # fmt: skip
+    for url in urls:
         response = client.get(url)
         assert response.status_code == 302 and response.headers["Location"].startswith("/login"), url
     auth.login(member)
-    for url in ("/admin/mailings", f"/admin/mailings/{mailing_id}", f"/admin/mailings/{mailing_id}/progress"):
+    for url in urls:
         assert client.get(url).status_code == 403, url
     assert client.post(f"/admin/mailings/{mailing_id}/send", data={"when": "now"}).status_code == 403

@@ -18,7 +18,7 @@ from campaign.contacts.models import Contact
 from campaign.db import utcnow
 from campaign.extensions import db
 from campaign.letters import pdf
-from campaign.mailings import jobs, personalise, sending, services
+from campaign.mailings import documents, jobs, personalise, sending, services
 from campaign.mailings.backends import OutboxBackend, SMTPBackend
 from campaign.mailings.models import Delivery, DeliveryEvent, Mailing, MailingDocument
 from campaign.queue import Job
@@ -473,6 +473,69 @@ def test_a_change_after_approval_withdraws_it(app, ctx) -> None:
     with pytest.raises(services.MailingError, match="Only an approved mailing"):
         services.request_send(mailing, {}, actor=author)
     assert not _deliveries(mailing.id)
+
+
+def _documents(mailing_id: int) -> dict[str, MailingDocument]:
+    rows = db.session.scalars(sa.select(MailingDocument).where(MailingDocument.mailing_id == mailing_id))
+    return {row.language: row for row in rows}
+
+
+def test_approval_renders_the_pdfs_and_an_edit_drops_them_for_the_next_approval(app, ctx, outbox) -> None:
+    world = make_world(app)
+    mailing_id = approved(app, world)
+    mailing = db.session.get(Mailing, mailing_id)
+    row = services.render_documents_later(mailing)
+    db.session.commit()
+    queue.dispatch(row)
+    drain_jobs()
+    first = _documents(mailing_id)
+    assert sorted(first) == ["ar", "en", "fr"]  # zh, ru and es speakers get the English letter
+    assert all(document.content.startswith(b"%PDF") for document in first.values())
+    assert documents.render_approved(mailing_id, mailing.approved_version) == 0  # all there already
+
+    # A test message after approval attaches the stored PDF, and renders nothing more.
+    assert sending.send_test(mailing_id, world.contact_ids[1], "me@example.org").ok
+    assert _documents(mailing_id).keys() == first.keys()
+
+    version = mailing.approved_version
+    services.update_mailing(mailing, _same_data(mailing, subject="A new subject"), actor=_user(world.author))
+    db.session.commit()
+    assert _documents(mailing_id) == {}
+    assert documents.render_approved(mailing_id, version) == 0  # that approval was withdrawn
+    assert _documents(mailing_id) == {}
+
+    services.approve(mailing, _user(world.approver))
+    db.session.commit()
+    assert documents.render_approved(mailing_id, mailing.approved_version) == 3
+    second = _documents(mailing_id)
+    assert sorted(second) == ["ar", "en", "fr"]
+    _send(world, mailing_id)
+    drain_jobs()
+    content = {document.filename: document.content for document in second.values()}
+    sent = [m for m in outbox.messages() if not m["Subject"].startswith("[Test]")]
+    assert len(sent) == 6
+    for message in sent:
+        [attachment] = message.iter_attachments()
+        assert attachment.get_content() == content[attachment.get_filename()]
+
+
+def test_pdfs_rendered_while_an_edit_withdraws_the_approval_are_not_kept(app, ctx, monkeypatch) -> None:
+    world = make_world(app)
+    mailing_id = approved(app, world)
+    mailing = db.session.get(Mailing, mailing_id)
+    version = mailing.approved_version
+    original = personalise.render_document
+
+    def render_then_edit(mailing: Mailing, revision: object) -> bytes:
+        content = original(mailing, revision)
+        # A coordinator saves a change while the PDFs render: committed before they are stored.
+        services.update_mailing(mailing, _same_data(mailing, subject="Changed meanwhile"), actor=_user(world.author))
+        return content
+
+    monkeypatch.setattr(personalise, "render_document", render_then_edit)
+    assert documents.render_approved(mailing_id, version) == 0
+    assert _documents(mailing_id) == {}
+    assert db.session.get(Mailing, mailing_id).subject == "Changed meanwhile"
 
 
 # --- when --------------------------------------------------------------------------------------
