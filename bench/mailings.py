@@ -5,8 +5,9 @@ same request bodies posted to the same stand-in by a bare keep-alive ``http.clie
 The contacts speak the six UN languages (ar, zh, en, fr, ru, es); the letter has published
 translations in fr, ar and zh, so Russian and Spanish speakers get the English text and the
 mailing carries four PDFs.  They are rendered when the mailing is approved, as the job that
-approval queues renders them; the time runs from the request to send to the mailing's end.  ``mailing_2000_contacts_pdf_renders`` is the number of PDFs the
-mailing stored (one row per language rendered) against the number of languages sent.
+approval queues renders them; the time runs from the request to send to the mailing's end.
+``mailing_2000_contacts_pdf_renders`` is the number of PDFs the mailing stored (one row per
+language rendered) against the number of languages sent.
 Run alone with ``python -m bench.mailings`` against a migrated ``DATABASE_URL`` and ``REDIS_URL``.
 """
 
