@@ -186,12 +186,13 @@ def forget_emails(env: dict[str, str]) -> int:
     entries, so that the benchmarks' workers after this one send only their own mail."""
     from campaign import queue
     from campaign.extensions import db
+    from campaign.signatures import public_signon
 
     app = _app(env)
     with app.app_context():
         rows = db.session.execute(
             sa.delete(queue.Job)
-            .where(queue.Job.kind == "mail.send", queue.Job.status == queue.JobStatus.QUEUED.value,
+            .where(queue.Job.kind == public_signon.VERIFY_JOB, queue.Job.status == queue.JobStatus.QUEUED.value,
                    queue.Job.description.like("%@signon.bench.example.org"))
             .returning(queue.Job.rq_job_id)
         ).all()  # fmt: skip

@@ -160,7 +160,7 @@ def register_jobs(app: Flask) -> None:
     from campaign.alerts import triggers  # noqa: F401 - alerts.trigger, alert.test, sweeps of letters and meetings
     from campaign.auth import jobs as auth_jobs  # noqa: F401 - registers auth.password_link
     from campaign.mailings import sending, tracking
-    from campaign.signatures import jobs as signature_jobs  # noqa: F401 - registers signatures.remind
+    from campaign.signatures import jobs as signature_jobs  # noqa: F401 - signatures.remind, signature.verify_email
 
     queue.sweeper(sending.expire_leases)
     queue.sweeper(alert_sending.expire_leases)

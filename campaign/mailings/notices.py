@@ -32,25 +32,28 @@ def sender_address() -> tuple[str, str | None]:
     return sender, settings.reply_to or None
 
 
-def queue_email(to: str, subject: str, template: str, **context: Any) -> Job:
-    """Render ``templates/email/<template>.txt`` (and ``.html``) into a send job of this transaction.
-
-    Headers are checked now, so a bad address fails here rather than in the worker.
-    The caller commits, then dispatches the job.
-    """
+def render_email(to: str, subject: str, template: str, **context: Any) -> dict[str, Any]:
+    """``templates/email/<template>.txt`` (and ``.html``) rendered, with the headers checked
+    (``build_mime``'s checks, without building the message): the arguments of ``mail.send``."""
     context.setdefault("coalition", get_settings())
     text = render_template(f"email/{template}.txt", **context)
     html = render_template(f"email/{template}.html", **context)
     sender, reply_to = sender_address()
-    # The checks ``build_mime`` makes on headers, without building the message.
     _clean(subject, "the subject")
     for address in (to, sender, reply_to):
         if address:
             _address(address)
+    return {"to": [to], "subject": subject, "text": text, "html": html, "sender": sender, "reply_to": reply_to}
+
+
+def queue_email(to: str, subject: str, template: str, **context: Any) -> Job:
+    """``render_email`` into a send job of this transaction.
+
+    Headers are checked now, so a bad address fails here rather than in the worker.
+    The caller commits, then dispatches the job.
+    """
     return queue.schedule(
-        "mail.send",
-        {"to": [to], "subject": subject, "text": text, "html": html, "sender": sender, "reply_to": reply_to},
-        description=f"Email {template} to {to}",
+        "mail.send", render_email(to, subject, template, **context), description=f"Email {template} to {to}"
     )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import unicodedata
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 import email_validator
@@ -16,6 +17,7 @@ import sqlalchemy as sa
 from flask import current_app
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
+from campaign import queue
 from campaign.admin.services import get_settings
 from campaign.auth.models import Organisation, Role, User
 from campaign.auth.services import organisation_name_key
@@ -26,6 +28,8 @@ from campaign.signatures.models import Signature, SignatureSource, SignatureStat
 from campaign.signatures.services import SignatureError, record_event, why_not_signable
 
 VERIFY_SALT = "signature-verify"
+#: The job that renders and sends a confirmation email (``campaign.signatures.jobs``).
+VERIFY_JOB = "signature.verify_email"
 VERIFY_MAX_AGE = 7 * 24 * 3600
 MEMBERS_ONLY = "This letter is signed by member organisations only."
 
@@ -133,18 +137,16 @@ def _existing(letter: Letter, key: str) -> Signature | None:
 
 def _insert(letter: Letter, fields: dict[str, object]) -> Signature | None:
     """The new signature, inserted in one statement; None when the organisation's signature of
-    the letter exists (another sign-on committed it first), with nothing to undo."""
-    if db.session.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    statement = (
-        insert(Signature)
-        .values(letter_id=letter.id, **fields)
-        .on_conflict_do_nothing(index_elements=["letter_id", "organisation_key"])
-        .returning(Signature)
-    )
-    return db.session.scalars(statement).first()
+    the letter exists (another sign-on committed it first), after rolling back the transaction,
+    which held nothing else.  A plain INSERT, not ``ON CONFLICT``: SQLAlchemy caches its
+    compiled form, where it compiles PostgreSQL's ``INSERT … ON CONFLICT`` anew each time."""
+    try:
+        return db.session.scalars(sa.insert(Signature).values(letter_id=letter.id, **fields).returning(Signature)).one()
+    except sa.exc.IntegrityError:
+        db.session.rollback()
+        if _existing(letter, str(fields["organisation_key"])) is None:
+            raise
+        return None
 
 
 def start(letter: Letter, data: PublicSignOn, consent: str) -> Signature:
@@ -241,20 +243,40 @@ def signature_for_token(token: str) -> Signature | None:
 
 
 def queue_verification(signature: Signature) -> None:
-    """Add the email with the confirmation link to this transaction (after ``start``, before the commit).
+    """Add the job that emails the confirmation link to this transaction (after ``start``,
+    before the commit).
 
-    The job row commits with the signature it reports on, in one transaction, so
-    no link goes out for an attempt that did not happen; ``dispatch_after_commit``
-    hands it to the queue after the commit.
+    The job row commits with the signature it reports on, in one transaction, so no link
+    goes out for an attempt that did not happen; ``dispatch_after_commit`` hands it to the
+    queue after the commit.  The worker renders the email (``verification_email``): the
+    request writes a small row, not the rendered message.
     """
-    from campaign.signatures.services import external_url, queue_email
+    from campaign.signatures.services import defer_dispatch
 
+    row = queue.schedule(VERIFY_JOB, {"signature_id": signature.id, "fingerprint": _fingerprint(signature)},
+                         description=f"Email signon_verify to {signature.signer_email}")  # fmt: skip
+    defer_dispatch(row)
+
+
+def verification_email(signature_id: int, fingerprint: str) -> dict[str, Any] | None:
+    """The arguments of ``mail.send`` for the confirmation email of the sign-on attempt that
+    ``fingerprint`` names; None when that attempt was replaced or confirmed meanwhile (its link
+    would no longer work, or is not needed)."""
+    from campaign.mailings.notices import render_email
+    from campaign.signatures.services import external_url
+
+    signature = db.session.get(Signature, signature_id)
+    if (
+        signature is None
+        or signature.status != SignatureStatus.PENDING_VERIFICATION
+        or _fingerprint(signature) != fingerprint
+    ):
+        return None
     letter = signature.letter
     link = external_url("signatures.confirm", slug=letter.slug, token=verification_token(signature))
     title = letter.published_revision.title if letter.published_revision else letter.title
-    queue_email(
-        signature.signer_email, "Confirm your signature", "signon_verify", signature=signature, title=title, link=link
-    )
+    return render_email(signature.signer_email, "Confirm your signature", "signon_verify",
+                        signature=signature, title=title, link=link)  # fmt: skip
 
 
 def verify(token: str) -> Signature | None:

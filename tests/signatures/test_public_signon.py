@@ -13,11 +13,13 @@ from campaign.admin.models import CoalitionSettings
 from campaign.db import utcnow
 from campaign.extensions import db
 from campaign.letters import services as letters
+from campaign.queue import Job
 from campaign.signatures import public_signon
 from campaign.signatures.models import Signature, SignatureEvent
 from campaign.signatures.public_signon import PublicSignOn, SignOnInvalid
 from campaign.signatures.services import SignatureError
 from tests import factories
+from tests.factories import drain_jobs
 from tests.letters.publishing import publish
 
 FORM = {
@@ -81,7 +83,7 @@ def test_the_signature_and_its_email_commit_together(app, client, letter, outbox
     def refuse(*_args: object, **_kwargs: object) -> None:
         raise RuntimeError("the email could not be queued")
 
-    monkeypatch.setattr("campaign.signatures.services.queue_email", refuse)
+    monkeypatch.setattr("campaign.queue.schedule", refuse)
     with pytest.raises(RuntimeError):
         client.post(f"/letters/{letter.slug}/sign", data=FORM)
     assert rows(app) == [] and outbox.messages() == []  # no signature waits for a link never sent
@@ -192,6 +194,29 @@ def test_duplicates_are_refused_replaced_or_reused(ctx, letter):
         reused = public_signon.start(item, signon(), "c")
         assert reused.id == first.id and reused.status == "pending_verification" and reused.rejection_reason == ""
     assert db.session.scalar(sa.select(sa.func.count()).select_from(Signature)) == 1
+
+
+def test_the_worker_emails_the_link_of_the_current_attempt_only(ctx, letter, outbox):
+    item = letters.get_letter(letter.slug)
+    first = public_signon.start(item, signon(), "c")
+    public_signon.queue_verification(first)
+    db.session.commit()  # the worker has not run its job yet when the organisation signs again
+    replaced = db.session.scalars(sa.select(Job).where(Job.kind == public_signon.VERIFY_JOB)).one()
+    again = public_signon.start(item, signon(signer_email="b@x.org"), "c")
+    public_signon.queue_verification(again)
+    db.session.commit()
+    assert db.session.get(Job, replaced.id).payload == {"signature_id": first.id,
+                                                        "fingerprint": replaced.payload["fingerprint"]}  # fmt: skip
+    drain_jobs()
+    message = outbox.only()
+    assert message["To"] == "b@x.org" and message["Subject"] == "Confirm your signature"
+    assert db.session.get(Job, replaced.id).message == "not sent: the sign-on was replaced or confirmed meanwhile"
+
+    kind = public_signon.VERIFY_JOB
+    current = db.session.scalars(sa.select(Job).where(Job.id != replaced.id, Job.kind == kind)).one()
+    public_signon.verify(public_signon.verification_token(again))
+    db.session.commit()
+    assert public_signon.verification_email(again.id, current.payload["fingerprint"]) is None  # confirmed: no email
 
 
 def test_a_letter_past_its_deadline_refuses_though_still_open(app, client, letter):
