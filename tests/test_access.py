@@ -52,6 +52,7 @@ ACCESS = {
     "mailings.edit_mailing": STAFF,
     "mailings.mailing": STAFF,
     "mailings.progress": STAFF,
+    "mailings.document": STAFF,
     "mailings.check": STAFF,
     "mailings.preview": STAFF,
     "mailings.preview_html": STAFF,

@@ -224,11 +224,11 @@ def mailing(mailing_id: int) -> str:
     return mailing_page(get_mailing_or_404(mailing_id))
 
 
-@bp.route("/mailings/<id:mailing_id>/documents/<language>.pdf")
+@bp.route("/mailings/<id:mailing_id>/documents/<lang>.pdf")
 @staff_required
-def document(mailing_id: int, language: str) -> Response:
-    """The PDF attached to the mailing's messages in ``language``, as rendered at approval."""
-    found = personalise.stored_document(get_mailing_or_404(mailing_id).id, language)
+def document(mailing_id: int, lang: str) -> Response:
+    """The PDF attached to the mailing's messages in ``lang``, as rendered at approval."""
+    found = personalise.stored_document(get_mailing_or_404(mailing_id).id, lang)
     if found is None:
         abort(404)
     response = current_app.response_class(found.content, mimetype="application/pdf")
