@@ -36,6 +36,14 @@ class AppWorkerMixin:
         with self.app.app_context():
             return super().perform_job(job, rq_queue, *args, **kwargs)  # type: ignore[misc]
 
+    def _shutdown(self) -> None:
+        # RQ stops an idle worker by raising StopRequested from its SIGTERM handler; a signal
+        # that lands while the worker writes a log line has that exception swallowed by
+        # ``logging``, and the stop was lost: the worker ran on.  Noted first, the stop holds
+        # at the main loop's next turn.
+        self._stop_requested = True
+        super()._shutdown()  # type: ignore[misc]
+
     def main_work_horse(self, job: Any, rq_queue: Any) -> None:
         # The pool's sockets belong to the parent; close=False leaves them to it.
         with self.app.app_context():

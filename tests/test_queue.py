@@ -316,3 +316,33 @@ def test_flask_worker_burst_with_redis(redis_app):
     assert result.exit_code == 0, result.output
     with redis_app.app_context():
         assert _runs("cli") == 1
+
+
+@pytest.mark.redis
+@needs_redis
+def test_a_stop_signal_lost_in_a_log_call_still_stops_the_worker(redis_app):
+    """RQ stops an idle worker by raising ``StopRequested`` from its SIGTERM handler; when the
+    signal lands while the worker writes a log line, ``logging`` swallows the exception.  The
+    stop is noted first, so the worker's loop still ends at its next turn, running nothing more."""
+    import signal
+
+    from rq.exceptions import StopRequested
+
+    from campaign.worker import build_worker
+
+    with redis_app.app_context():
+        row = queue.schedule("test.record", {"label": "after the stop"})
+        db.session.commit()
+        queue.dispatch(row)
+        row_id = row.id
+    worker = build_worker(redis_app, simple=True)
+    handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    try:
+        with pytest.raises(StopRequested):  # what logging's handleError would swallow
+            worker.request_stop(signal.SIGTERM, None)
+        assert worker.work(burst=True) is False
+    finally:
+        signal.signal(signal.SIGINT, handlers[0])
+        signal.signal(signal.SIGTERM, handlers[1])
+    with redis_app.app_context():
+        assert _runs("after the stop") == 0 and db.session.get(Job, row_id).status == JobStatus.QUEUED
