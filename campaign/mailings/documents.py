@@ -23,20 +23,16 @@ from campaign.mailings.models import Mailing, MailingDocument
 log = logging.getLogger(__name__)
 
 
-def prepare(mailing: Mailing, languages: Iterable[str]) -> int:
+def prepare(mailing: Mailing, languages: Iterable[str]) -> None:
     """Render the PDFs that recipients speaking ``languages`` need and that are not stored yet,
-    in this transaction (the caller commits); returns how many were rendered.  A failure is
-    logged: the chunks render what is missing, and record any failure on the deliveries."""
-    rendered = 0
+    in this transaction (the caller commits).  A failure is logged: the chunks render what is
+    missing, and record any failure on the deliveries."""
     try:
         renderer = personalise.Renderer(mailing)
         for language in _documents_for(renderer, languages):
-            if personalise.stored_document(mailing.id, language) is None:
-                renderer.document(language, renderer.revisions[language])
-                rendered += 1
+            renderer.document(language, renderer.revisions[language])  # loaded when stored already
     except Exception:
         log.exception("mailing %s: the PDFs could not be prepared", mailing.id)
-    return rendered
 
 
 def render_approved(mailing_id: int, version: int) -> int:
@@ -47,10 +43,11 @@ def render_approved(mailing_id: int, version: int) -> int:
     if mailing is None or not mailing.is_approved or mailing.approved_version != version:
         return 0
     renderer = personalise.Renderer(mailing)
+    stored = set(db.session.scalars(sa.select(MailingDocument.language).filter_by(mailing_id=mailing_id)))
     contents = {
         language: personalise.render_document(mailing, renderer.revisions[language])
         for language in _documents_for(renderer, audience_languages(mailing))
-        if personalise.stored_document(mailing_id, language) is None
+        if language not in stored
     }
     db.session.commit()
     begin_write(db.session)
