@@ -10,7 +10,9 @@ The rule: a kept page is replayed only while rendering it again would give the s
   the letter's and the site's, each a random token in Redis.  A commit that changes
   anything the page shows gives the letter (its signatures, revisions, translations)
   or the whole site (coalition settings, meetings, any bulk statement on those tables)
-  a new token (the session hooks below), so older entries stop matching.
+  a new token (the session hooks below), so older entries stop matching.  A statement
+  that changes nothing a page shows says so (``UNSEEN``) and renews nothing: a sign-on
+  surge must not empty the cache of the letter being signed.
 - The versions are read before the request reaches the application, so before its
   first query; a missing one is minted after rendering and only if nobody set one
   meanwhile.  A page is therefore never kept under a version newer than the data it was
@@ -62,6 +64,9 @@ OFFER_KEY = "demarche.pagecache.offer"
 #: The public letter page's path: ``/letters/<slug>``, a slug without a slash.
 _LETTER_PATH = "/letters/"
 _PENDING = "pagecache_pending"
+#: Execution option of a bulk statement that changes no page (a sign-on awaiting its email
+#: confirmation: the public list shows approved signatures only), so it renews no version.
+UNSEEN = "demarche_pagecache_unseen"
 
 StartResponse = Callable[..., Any]
 
@@ -325,7 +330,7 @@ def _after_flush(session: Session, _context: UOWTransaction) -> None:
 
 def _on_execute(state: ORMExecuteState) -> None:
     """A bulk INSERT, UPDATE or DELETE on those tables: which letters is unknown, so the whole site."""
-    if state.is_insert or state.is_update or state.is_delete:
+    if (state.is_insert or state.is_update or state.is_delete) and not state.execution_options.get(UNSEEN):
         mapper = state.bind_mapper
         if mapper is not None and mapper.class_ in _watched():
             _pending(state.session)["site"] = True

@@ -1,9 +1,10 @@
 """Background work: a database row per job, RQ to carry it.
 
 The ``jobs`` table is the source of truth for every job and its due time; Redis
-only carries job ids.  ``schedule`` adds a row, the caller commits, then
-``dispatch`` hands it to RQ (or, without Redis, runs it inline when due; the
-polling ``flask worker`` runs what falls due later).  ``run_job`` claims a row with
+only carries job ids.  ``schedule`` adds a row (``add``, for a hot path, inserts it
+without an ORM object and gives its id), the caller commits, then ``dispatch`` hands
+it to RQ (or, without Redis, runs it inline when due; the polling ``flask worker``
+runs what falls due later).  ``run_job`` claims a row with
 a conditional UPDATE, so a job that RQ delivers twice, or that the worker loop
 re-enqueues after Redis lost it, runs once.  A job whose worker died is put back
 when its lease expires: handlers must be idempotent against the database.
@@ -121,36 +122,53 @@ def schedule(
     created_by: Any = None,
 ) -> Job:
     """Add a job row; commit, then ``dispatch`` it."""
+    row = Job(**_new_row(kind, payload, due_at, description, getattr(created_by, "id", None)))
+    db.session.add(row)
+    db.session.flush()
+    _note(row.id, row.queue, row.rq_job_id, row.due_at, row.description or row.kind)
+    return row
+
+
+def add(kind: str, payload: dict[str, Any] | None = None, *, description: str = "") -> int:
+    """``schedule`` for a public form's hot path: the row is inserted in one statement, with no
+    ORM object to flush; its id.  Commit, then ``dispatch`` the id."""
+    values = _new_row(kind, payload, None, description, None)
+    job_id = db.session.execute(_ADD, values).scalar_one()
+    _note(job_id, values["queue"], values["rq_job_id"], values["due_at"], values["description"] or kind)
+    return job_id
+
+
+def _new_row(kind: str, payload: dict[str, Any] | None, due_at: datetime | None, description: str,
+             created_by_id: int | None) -> dict[str, Any]:  # fmt: skip
     if kind not in _HANDLERS:
         raise KeyError(f"no handler registered for job kind {kind!r}")
     _, queue, max_attempts = _HANDLERS[kind]
-    row = Job(
-        kind=kind,
-        queue=queue,
-        payload=payload or {},
-        due_at=due_at or utcnow(),
-        description=description[:200],
-        max_attempts=max_attempts,
-        created_by_id=getattr(created_by, "id", None),
-    )
-    planned = mode() == "redis"
-    if planned:
+    values = {
+        "kind": kind, "queue": queue, "status": JobStatus.QUEUED.value, "payload": payload or {},
+        "due_at": due_at or utcnow(), "description": description[:200], "max_attempts": max_attempts,
+        "created_by_id": created_by_id, "rq_job_id": None, "enqueued_at": None,
+    }  # fmt: skip
+    if mode() == "redis":
         # The RQ id is chosen now and committed with the row, so that ``dispatch`` after the
         # commit is one call to Redis: no reload, no second commit.  A process that dies
         # between the commit and the enqueue leaves a queued row that Redis does not hold;
         # ``recover`` enqueues it once it is ``STALE``.
-        row.rq_job_id, row.enqueued_at = _rq_job_id(), utcnow()
-    db.session.add(row)
-    db.session.flush()
-    db.session.info.setdefault(_UNCOMMITTED, set()).add(row.id)
-    if planned:
-        plan = _Plan(row.queue, row.rq_job_id, row.due_at, row.description or row.kind)
-        db.session.info.setdefault(_PLANNED, {})[row.id] = plan
-    return row
+        values["rq_job_id"], values["enqueued_at"] = _rq_job_id(), utcnow()
+    return values
+
+
+def _note(job_id: int, queue: str, rq_job_id: str | None, due_at: datetime, description: str) -> None:
+    """Remember a row added in this transaction: not dispatchable before the commit, and
+    what ``dispatch`` hands to RQ after it."""
+    db.session.info.setdefault(_UNCOMMITTED, set()).add(job_id)
+    if rq_job_id is not None:
+        db.session.info.setdefault(_PLANNED, {})[job_id] = _Plan(queue, rq_job_id, due_at, description)
 
 
 _UNCOMMITTED = "uncommitted_jobs"
 _PLANNED = "planned_enqueues"
+#: ``add``'s statement, built once so that its compiled form is found by identity.
+_ADD = sa.insert(Job.__table__).returning(Job.__table__.c.id)
 
 
 class _Plan(NamedTuple):
@@ -179,14 +197,16 @@ def install(app: Any) -> None:
         sa.event.listen(sa.orm.Session, "after_soft_rollback", forget_scheduled)
 
 
-def _row_id(row: Job) -> int | None:
+def _row_id(row: Job | int) -> int | None:
     """The row's id without loading it (after a commit its attributes are expired)."""
+    if isinstance(row, int):
+        return row
     identity = sa.inspect(row).identity
     return identity[0] if identity else None
 
 
-def dispatch(*jobs: Job) -> None:
-    """Hand committed job rows to the queue; inline mode runs those already due."""
+def dispatch(*jobs: Job | int) -> None:
+    """Hand committed job rows (or the ids ``add`` gave) to the queue; inline mode runs those already due."""
     session = db.session
     pending = session.info.get(_UNCOMMITTED, set())
     ids = [_row_id(row) for row in jobs]
@@ -227,10 +247,13 @@ def _put(job_id: int, queue: str, rq_id: str, due_at: datetime, description: str
     # job takes over chunks for 30 s, and one chunk may take half of ``MAILING_LEASE``).
     options = {"job_id": rq_id, "description": description, "failure_ttl": 7 * 24 * 3600,
                "job_timeout": int(LEASE.total_seconds())}  # fmt: skip
-    if due_at > utcnow():
-        _rq_queue(queue).enqueue_at(due_at, run_job, job_id, **options)
-    else:
-        _rq_queue(queue).enqueue(run_job, job_id, **options)
+    # One round trip: RQ writes its keys in the pipeline it is given (two without one).
+    with current_app.extensions["redis"].pipeline() as pipe:
+        if due_at > utcnow():
+            _rq_queue(queue).enqueue_at(due_at, run_job, job_id, pipeline=pipe, **options)
+        else:
+            _rq_queue(queue).enqueue(run_job, job_id, pipeline=pipe, **options)
+        pipe.execute()
 
 
 def _enqueue(row: Job) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from email import policy
 from email.message import EmailMessage
@@ -17,6 +19,23 @@ from campaign.extensions import db
 
 PASSWORD = "correct horse battery staple"
 _counter = itertools.count(1)
+
+
+@contextmanager
+def statements(app: object) -> Iterator[list[str]]:
+    """The SQL statements the app's database receives inside the block, in order."""
+    seen: list[str] = []
+
+    def keep(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        seen.append(statement)
+
+    with app.app_context():
+        engine = db.engine
+    sa.event.listen(engine, "before_cursor_execute", keep)
+    try:
+        yield seen
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", keep)
 
 
 def organisation(name: str | None = None, country: str = "FR", member: bool = True, **kwargs: object) -> Organisation:

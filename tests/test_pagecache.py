@@ -30,6 +30,7 @@ from campaign.letters.services import LetterText, MeetingData
 from campaign.signatures import moderation
 from campaign.signatures import services as signatures
 from campaign.signatures.models import Signature
+from tests.factories import statements
 from tests.letters.publishing import ORIGINAL, TRANSLATIONS, Published, publish
 from tests.letters.test_public import UN_MEETING
 from tests.signatures.test_listing import add_signatures
@@ -55,19 +56,9 @@ def reader(app: Flask, redis: Any) -> FlaskClient:
 
 def queries_for(app: Flask, client: FlaskClient, url: str, **kwargs: Any) -> tuple[int, TestResponse]:
     """(statements the database received, the response) for one GET."""
-    statements: list[str] = []
-
-    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        statements.append(statement)
-
-    with app.app_context():
-        engine = db.engine
-    sa.event.listen(engine, "before_cursor_execute", count)
-    try:
+    with statements(app) as issued:
         response = client.get(url, **kwargs)
-    finally:
-        sa.event.remove(engine, "before_cursor_execute", count)
-    return len(statements), response
+    return len(issued), response
 
 
 def page(client: FlaskClient, letter: Published, query: str = "") -> str:
@@ -237,6 +228,35 @@ def test_a_committed_change_shows_on_the_next_request(app, reader, make, gone, s
         fresh = page(reader, letter, query)
         assert all(t in fresh for t in shown) and not any(t in fresh for t in gone), query
     assert reader.get(f"/letters/{letter.slug}", headers={"If-None-Match": etag}).status_code == 200
+
+
+@pytest.mark.redis
+@needs_redis
+def test_a_sign_on_awaiting_confirmation_keeps_the_page_until_it_is_approved(app, reader, redis):
+    """A surge of public sign-ons must not empty the cache of the letter being signed: no
+    page shows a signature before its approval."""
+    letter = publish(app)
+    add_signatures(app, letter.slug, [("First Org", "FR")])
+    url = f"/letters/{letter.slug}"
+    page(reader, letter)
+    versions = {key: redis.get(key) for key in (pagecache.SITE_KEY, f"{pagecache.PREFIX}letter:{letter.slug}")}
+    assert all(versions.values())
+    form = {"organisation_name": "Surge Org", "country": "KE", "website": "", "signer_name": "Amani Otieno",
+            "signer_title": "Director", "signer_email": "amani@surge.example.org", "consent": "y"}  # fmt: skip
+
+    assert app.test_client().post(f"{url}/sign", data=form).status_code == 302
+
+    assert {key: redis.get(key) for key in versions} == versions
+    count, kept = queries_for(app, reader, url)
+    assert count == 0 and "Surge Org" not in kept.get_data(as_text=True)
+    change(app, _confirm_and_approve)
+    assert "Surge Org" in page(reader, letter)
+
+
+def _confirm_and_approve(letter: Letter) -> None:
+    signature = signature_named(letter, "Surge Org")
+    signature.status = "pending_approval"
+    moderation.approve(signature, actor=None)
 
 
 @pytest.mark.redis

@@ -13,6 +13,7 @@ from campaign.audit import AuditEvent, record
 from campaign.db import utcnow
 from campaign.extensions import db
 from campaign.queue import Job, JobStatus
+from tests.factories import statements
 
 REDIS_URL = os.environ.get("REDIS_URL")
 needs_redis = pytest.mark.skipif(not REDIS_URL, reason="REDIS_URL is not set")
@@ -52,6 +53,28 @@ def test_dispatch_refuses_uncommitted_rows(ctx):
     row = queue.schedule("test.record", {"label": "b"})
     with pytest.raises(RuntimeError, match="commit"):
         queue.dispatch(row)
+
+
+def test_a_job_added_by_id_runs_once_after_the_commit(ctx):
+    job_id = queue.add("test.record", {"label": "added"}, description="Record added")
+    assert isinstance(job_id, int)
+    with pytest.raises(RuntimeError, match="commit"):
+        queue.dispatch(job_id)
+    db.session.commit()
+    queue.dispatch(job_id)
+    queue.dispatch(job_id)  # delivered twice: claimed once
+    row = db.session.get(Job, job_id)
+    assert (row.kind, row.queue, row.status, row.description, row.max_attempts) == (
+        "test.record", "default", JobStatus.FINISHED, "Record added", 3)  # fmt: skip
+    assert _runs("added") == 1
+
+
+def test_a_rolled_back_addition_leaves_no_row(ctx):
+    queue.add("test.record", {"label": "undone"})
+    db.session.rollback()
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(Job)) == 0
+    with pytest.raises(KeyError):
+        queue.add("no.such.job")
 
 
 def test_unknown_kind_is_refused(ctx):
@@ -166,23 +189,32 @@ def test_dispatch_enqueues_the_job_id_on_its_queue(redis_app):
 def test_dispatch_after_the_commit_is_one_call_to_redis_and_no_sql(redis_app):
     from rq import Queue
 
-    statements = []
     with redis_app.app_context():
         rows = [queue.schedule("test.record", {"label": f"d{n}"}) for n in range(2)]
         db.session.commit()
-
-        def count(conn, cursor, statement, *args):
-            statements.append(statement)
-
-        sa.event.listen(db.engine, "before_cursor_execute", count)
-        try:
+        with statements(redis_app) as issued:
             queue.dispatch(*rows)
-        finally:
-            sa.event.remove(db.engine, "before_cursor_execute", count)
         rq_ids = {j.id for j in Queue("default", connection=redis_app.extensions["redis"]).get_jobs()}
         stored = set(db.session.scalars(sa.select(Job.rq_job_id)))
-    assert statements == []
+    assert issued == []
     assert rq_ids == stored and len(rq_ids) == 2
+
+
+@pytest.mark.redis
+@needs_redis
+def test_a_job_added_by_id_is_enqueued_under_its_planned_id_without_sql(redis_app):
+    from rq import Queue
+
+    with redis_app.app_context():
+        job_id = queue.add("test.record", {"label": "by id"})
+        db.session.commit()
+        with statements(redis_app) as issued:
+            queue.dispatch(job_id)
+        [rq_job] = Queue("default", connection=redis_app.extensions["redis"]).get_jobs()
+        row = db.session.get(Job, job_id)
+        assert issued == []
+        assert (rq_job.id, rq_job.args, rq_job.timeout) == (row.rq_job_id, (job_id,), queue.LEASE.total_seconds())
+        assert row.enqueued_at is not None and _runs() == 0
 
 
 @pytest.mark.redis

@@ -19,7 +19,8 @@ class CoalitionSettings(db.Model):
     name: Mapped[str] = mapped_column(sa.String(200), default="Demarche")
     #: Lines printed at the head of letters and emails (address, registration).
     letterhead: Mapped[str] = mapped_column(sa.Text, default="")
-    logo: Mapped[bytes | None] = mapped_column(sa.LargeBinary)
+    #: Loaded only when read (the PDF, the logo route): pages ask ``logo_mimetype``, set with it.
+    logo: Mapped[bytes | None] = mapped_column(sa.LargeBinary, deferred=True)
     logo_mimetype: Mapped[str | None] = mapped_column(sa.String(40))
     mail_from_name: Mapped[str] = mapped_column(sa.String(200), default="")
     mail_from_address: Mapped[str] = mapped_column(sa.String(254), default="")

@@ -420,12 +420,14 @@ def public_letters(now: datetime | None = None) -> sa.Select:
 # --- what the public sees --------------------------------------------------
 
 
-def public_letter(slug: str, now: datetime | None = None) -> Letter | None:
-    """The letter at ``slug`` if the public may read it (published, past any embargo), else None."""
-    # Its published text comes in the same query: every public page shows it.
-    letter = db.session.scalar(
-        sa.select(Letter).where(Letter.slug == slug).options(joinedload(Letter.published_revision))
-    )
+def public_letter(slug: str, now: datetime | None = None, *, text: bool = True) -> Letter | None:
+    """The letter at ``slug`` if the public may read it (published, past any embargo), else None.
+
+    Its published text comes in the same query, as every public page shows it; ``text=False``
+    leaves it to be loaded if read (a form's post that is answered with a redirect).
+    """
+    query = sa.select(Letter).where(Letter.slug == slug)
+    letter = db.session.scalar(query.options(joinedload(Letter.published_revision)) if text else query)
     return letter if letter is not None and letter.is_public(now) else None
 
 

@@ -34,8 +34,8 @@ def load_signatures(member: User | None, coordinator: User | None) -> None:
         services.sign_as_member(letter, member, member.name, "Executive Director")
     for name, country, website, signer, title, email, approve in OUTSIDE:
         data = public_signon.PublicSignOn(name, country, website, signer, title, email, True)
-        signature = public_signon.start(letter, data, public_signon.consent_text(letter))
-        public_signon.verify(public_signon.verification_token(signature))
+        signed = public_signon.start(letter, data, public_signon.consent_text(letter))
+        signature = public_signon.verify(public_signon.verification_token(signed))
         if approve:
             moderation.approve(signature, coordinator)
     db.session.commit()

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import hashlib
 import unicodedata
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 import email_validator
@@ -17,14 +19,14 @@ import sqlalchemy as sa
 from flask import current_app
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
-from campaign import queue
+from campaign import pagecache, queue
 from campaign.admin.services import get_settings
 from campaign.auth.models import Organisation, Role, User
 from campaign.auth.services import organisation_name_key
 from campaign.db import utcnow
 from campaign.extensions import db
 from campaign.letters.models import Letter
-from campaign.signatures.models import Signature, SignatureSource, SignatureStatus
+from campaign.signatures.models import Signature, SignatureEvent, SignatureSource, SignatureStatus
 from campaign.signatures.services import SignatureError, record_event, why_not_signable
 
 VERIFY_SALT = "signature-verify"
@@ -61,6 +63,15 @@ class PublicSignOn:
     signer_title: str
     signer_email: str
     consent: bool
+
+    @classmethod
+    def from_form(cls, form: Mapping[str, str]) -> PublicSignOn:
+        """The fields as the sign-on form posts them; a ticked box is any value but "" and "false"
+        (as WTForms reads it)."""
+        return cls(
+            **{field: form.get(field, "") for field, *_ in _FIELDS},
+            consent=form.get("consent", "") not in ("", "false"),
+        )
 
 
 def consent_text(letter: Letter) -> str:
@@ -135,13 +146,38 @@ def _existing(letter: Letter, key: str) -> Signature | None:
     )
 
 
-def _insert(letter: Letter, fields: dict[str, object]) -> Signature | None:
-    """The new signature, inserted in one statement; None when the organisation's signature of
-    the letter exists (another sign-on committed it first), after rolling back the transaction,
-    which held nothing else.  A plain INSERT, not ``ON CONFLICT``: SQLAlchemy caches its
-    compiled form, where it compiles PostgreSQL's ``INSERT … ON CONFLICT`` anew each time."""
+class SignOn(NamedTuple):
+    """A recorded sign-on: what its confirmation link and email are made from."""
+
+    id: int
+    signer_email: str
+    created_at: datetime
+
+
+#: Who the name is (an organisation's id and membership) and whether it already has a signature
+#: of the letter (its status): one round trip, for the sign-on that is new, as most are.
+_LOOKUP = sa.select(
+    sa.select(Organisation.id).where(Organisation.name_key == sa.bindparam("key")).scalar_subquery(),
+    sa.select(Organisation.member).where(Organisation.name_key == sa.bindparam("key")).scalar_subquery(),
+    sa.select(Signature.status)
+    .where(Signature.letter_id == sa.bindparam("letter_id"), Signature.organisation_key == sa.bindparam("key"))
+    .scalar_subquery(),
+)
+#: The inserts of a new sign-on: on the tables, without the ORM's bulk machinery, and built
+#: once.  No page shows a signature awaiting confirmation (``pagecache.UNSEEN``).
+_INSERT = (
+    sa.insert(Signature.__table__).returning(Signature.__table__.c.id).execution_options(**{pagecache.UNSEEN: True})
+)
+_EVENT = sa.insert(SignatureEvent.__table__)
+
+
+def _insert(letter: Letter, fields: dict[str, Any]) -> int | None:
+    """The new signature's id; None when the organisation's signature of the letter exists
+    (another sign-on committed it first), after rolling back the transaction, which held
+    nothing else.  A plain INSERT, not ``ON CONFLICT``: SQLAlchemy caches its compiled form,
+    where it compiles PostgreSQL's ``INSERT … ON CONFLICT`` anew each time."""
     try:
-        return db.session.scalars(sa.insert(Signature).values(letter_id=letter.id, **fields).returning(Signature)).one()
+        return db.session.execute(_INSERT, fields).scalar_one()
     except sa.exc.IntegrityError:
         db.session.rollback()
         if _existing(letter, str(fields["organisation_key"])) is None:
@@ -149,14 +185,18 @@ def _insert(letter: Letter, fields: dict[str, object]) -> Signature | None:
         return None
 
 
-def start(letter: Letter, data: PublicSignOn, consent: str) -> Signature:
-    """Record a public sign-on awaiting email confirmation; flushes.
+def start(letter: Letter, data: PublicSignOn, consent: str) -> SignOn:
+    """Record a public sign-on awaiting email confirmation, in the caller's transaction.
 
     Refused when the letter takes no signatures now (or only members'), when the
     name matches a member organisation, or when the organisation has already
     signed or awaits approval.  An unconfirmed attempt for the same organisation
     is replaced (its old link stops working); a rejected or withdrawn one is reused.
     Then ``queue_verification`` in the same transaction.
+
+    A new organisation's sign-on, the common case and the one a surge is made of, is three
+    statements (a lookup and two inserts) without loading a row; the rare ones go through
+    the ORM.
     """
     refusal = why_not_signable(letter)
     if refusal:
@@ -165,13 +205,13 @@ def start(letter: Letter, data: PublicSignOn, consent: str) -> Signature:
         raise SignatureError(MEMBERS_ONLY)
     values = _clean(data)
     key = organisation_name_key(values["organisation_name"])
-    organisation = db.session.scalar(sa.select(Organisation).where(Organisation.name_key == key))
-    if organisation is not None and organisation.member:
-        raise SignOnInvalid("organisation_name", member_pointer(organisation))
-    signature = _existing(letter, key)
-    if signature is not None and signature.status in (SignatureStatus.PENDING_APPROVAL, SignatureStatus.APPROVED):
+    organisation_id, member, status = db.session.execute(_LOOKUP, {"key": key, "letter_id": letter.id}).one()
+    if member:
+        raise SignOnInvalid("organisation_name", member_pointer(db.session.get(Organisation, organisation_id)))
+    if status in (SignatureStatus.PENDING_APPROVAL, SignatureStatus.APPROVED):
+        signature = _existing(letter, key)
         message = f"{signature.organisation_name} has already signed this letter"
-        if signature.status == SignatureStatus.PENDING_APPROVAL:
+        if status == SignatureStatus.PENDING_APPROVAL:
             message += "; the signature awaits the secretariat's approval"
         raise SignOnInvalid("organisation_name", message + ".")
     now = utcnow()
@@ -179,7 +219,7 @@ def start(letter: Letter, data: PublicSignOn, consent: str) -> Signature:
         **values,
         "website": values["website"] or None,
         "organisation_key": key,
-        "organisation_id": organisation.id if organisation is not None else None,
+        "organisation_id": organisation_id,
         "status": SignatureStatus.PENDING_VERIFICATION.value,
         "source": SignatureSource.PUBLIC.value,
         "revision_id": letter.published_revision_id,
@@ -197,19 +237,23 @@ def start(letter: Letter, data: PublicSignOn, consent: str) -> Signature:
         # A new created_at changes the link's fingerprint, so an earlier attempt's link dies.
         "created_at": now,
     }
-    if signature is None:
-        signature = _insert(letter, fields)
-        if signature is None:  # the same organisation, signing at the same moment
+    if status is None:
+        signature_id = _insert(letter, {"letter_id": letter.id, **fields})
+        if signature_id is None:  # the same organisation, signing at the same moment
             raise SignOnInvalid("organisation_name", "This organisation is already signing this letter.")
-        record_event(signature, "public.started", "Signed on the public form; awaiting email confirmation", "signer")
-        return signature
+        db.session.execute(_EVENT, {
+            "signature_id": signature_id, "kind": "public.started", "actor_email": fields["signer_email"],
+            "summary": "Signed on the public form; awaiting email confirmation", "details": {},
+        })  # fmt: skip
+        return SignOn(signature_id, fields["signer_email"], now)
+    signature = _existing(letter, key)
     previous = {"status": signature.status, "email_changed": signature.signer_email != values["signer_email"]}
     for name, value in fields.items():
         setattr(signature, name, value)
     kind = "public.replaced" if previous["status"] == SignatureStatus.PENDING_VERIFICATION else "public.restarted"
     record_event(signature, kind, "Signed again on the public form; awaiting email confirmation", "signer", **previous)
     db.session.flush()
-    return signature
+    return SignOn(signature.id, signature.signer_email, signature.created_at)
 
 
 # --- the confirmation link ----------------------------------------------------
@@ -219,12 +263,12 @@ def _serializer() -> URLSafeTimedSerializer:
     return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt=VERIFY_SALT)
 
 
-def _fingerprint(signature: Signature) -> str:
+def _fingerprint(signature: Signature | SignOn) -> str:
     stamp = signature.created_at.replace(tzinfo=None).isoformat(timespec="seconds")
     return hashlib.sha256(f"{signature.signer_email}\n{stamp}".encode()).hexdigest()[:20]
 
 
-def verification_token(signature: Signature) -> str:
+def verification_token(signature: Signature | SignOn) -> str:
     return _serializer().dumps({"s": signature.id, "h": _fingerprint(signature)})
 
 
@@ -242,20 +286,16 @@ def signature_for_token(token: str) -> Signature | None:
     return signature
 
 
-def queue_verification(signature: Signature) -> None:
+def queue_verification(signature: Signature | SignOn) -> int:
     """Add the job that emails the confirmation link to this transaction (after ``start``,
-    before the commit).
+    before the commit); its id, for ``queue.dispatch`` after the commit.
 
     The job row commits with the signature it reports on, in one transaction, so no link
-    goes out for an attempt that did not happen; ``dispatch_after_commit`` hands it to the
-    queue after the commit.  The worker renders the email (``verification_email``): the
-    request writes a small row, not the rendered message.
+    goes out for an attempt that did not happen.  The worker renders the email
+    (``verification_email``): the request writes a small row, not the rendered message.
     """
-    from campaign.signatures.services import defer_dispatch
-
-    row = queue.schedule(VERIFY_JOB, {"signature_id": signature.id, "fingerprint": _fingerprint(signature)},
-                         description=f"Email signon_verify to {signature.signer_email}")  # fmt: skip
-    defer_dispatch(row)
+    return queue.add(VERIFY_JOB, {"signature_id": signature.id, "fingerprint": _fingerprint(signature)},
+                     description=f"Email signon_verify to {signature.signer_email}")  # fmt: skip
 
 
 def verification_email(signature_id: int, fingerprint: str) -> dict[str, Any] | None:

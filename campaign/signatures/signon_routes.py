@@ -8,13 +8,14 @@ from flask import abort, current_app, redirect, render_template, request, url_fo
 from flask_wtf import FlaskForm
 from werkzeug.wrappers import Response
 
+from campaign import queue
 from campaign.extensions import db, limiter
 from campaign.letters import services as letters
 from campaign.letters.models import Letter
 from campaign.signatures import bp, public_signon
 from campaign.signatures.models import SignatureStatus
 from campaign.signatures.public_signon import PublicSignOn, SignOnInvalid
-from campaign.signatures.services import SignatureError, dispatch_after_commit, why_not_signable
+from campaign.signatures.services import SignatureError, why_not_signable
 from campaign.signatures.signon_forms import EraseForm, SignerDataRequestForm, SignOnForm
 
 MESSAGE = "signatures/public/message.html"
@@ -24,8 +25,8 @@ def _signon_limit() -> str:
     return current_app.config["SIGNON_RATE_LIMIT"]
 
 
-def _public_letter(slug: str) -> Letter:
-    letter = letters.public_letter(slug)
+def _public_letter(slug: str, text: bool = True) -> Letter:
+    letter = letters.public_letter(slug, text=text)
     if letter is None:
         abort(404)
     return letter
@@ -50,38 +51,35 @@ def _closed(letter: Letter, reason: str, status: int) -> tuple[str, int]:
 @bp.route("/letters/<slug>/sign", methods=["GET", "POST"])
 @limiter.limit(_signon_limit, methods=["POST"])
 def sign(slug: str) -> str | Response | tuple[str, int]:
-    letter = _public_letter(slug)
+    posted = request.method == "POST"
+    letter = _public_letter(slug, text=not posted)
     refusal = _refusal(letter)
     if refusal:
-        return _closed(letter, refusal, 200 if request.method == "GET" else 409)
-    form = SignOnForm()
+        return _closed(letter, refusal, 409 if posted else 200)
     consent = public_signon.consent_text(letter)
-    if form.validate_on_submit():
-        if form.homepage.data:  # a bot: answer as if it worked, record nothing
-            return redirect(url_for("signatures.sign_sent", slug=slug))
-        data = PublicSignOn(
-            organisation_name=form.organisation_name.data or "",
-            country=form.country.data or "",
-            website=form.website.data or "",
-            signer_name=form.signer_name.data or "",
-            signer_title=form.signer_title.data or "",
-            signer_email=form.signer_email.data or "",
-            consent=bool(form.consent.data),
-        )
-        try:
-            signature = public_signon.start(letter, data, consent)
-        except SignOnInvalid as error:
-            db.session.rollback()
-            getattr(form, error.field).errors.append(str(error))
-        except SignatureError as error:
-            db.session.rollback()
-            return _closed(letter, str(error), 409)
-        else:
-            public_signon.queue_verification(signature)
-            db.session.commit()
-            dispatch_after_commit()
-            return redirect(url_for("signatures.sign_sent", slug=slug))
-    status = 400 if request.method == "POST" else 200
+    if not posted:
+        return _form_page(letter, SignOnForm(), consent, 200)
+    # CSRFProtect checked the token before the view ran; ``public_signon`` checks the fields,
+    # so the form object is built only to show them again with an error.
+    if request.form.get("homepage"):  # a bot: answer as if it worked, record nothing
+        return redirect(url_for("signatures.sign_sent", slug=slug))
+    try:
+        signed = public_signon.start(letter, PublicSignOn.from_form(request.form), consent)
+    except SignOnInvalid as error:
+        db.session.rollback()
+        form = SignOnForm()
+        getattr(form, error.field).errors = [str(error)]
+        return _form_page(letter, form, consent, 400)
+    except SignatureError as error:
+        db.session.rollback()
+        return _closed(letter, str(error), 409)
+    job_id = public_signon.queue_verification(signed)
+    db.session.commit()
+    queue.dispatch(job_id)
+    return redirect(url_for("signatures.sign_sent", slug=slug))
+
+
+def _form_page(letter: Letter, form: SignOnForm, consent: str, status: int) -> tuple[str, int]:
     return render_template(
         "signatures/public/sign.html", letter=letter, title=_title(letter), form=form, consent=consent
     ), status

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from campaign.admin.models import CoalitionSettings
 from campaign.audit import AuditEvent
 from campaign.extensions import db
+from tests import factories
 
 # --- helpers -------------------------------------------------------------------
 
@@ -60,7 +61,7 @@ def _post(client, logo: tuple[bytes, str] | None = None, **changes: str | None):
 
 def _settings(app) -> CoalitionSettings | None:
     with app.app_context():
-        found = db.session.get(CoalitionSettings, 1)
+        found = db.session.get(CoalitionSettings, 1, options=[sa.orm.undefer(CoalitionSettings.logo)])
         if found is not None:
             db.session.expunge(found)
         return found
@@ -152,6 +153,16 @@ def test_logo_is_stored_and_served(app, client, signed_in_admin, content, filena
     assert served.headers["X-Content-Type-Options"] == "nosniff"
     assert _settings_events(app)[0].details["logo"] is True
     assert 'src="/logo"' in client.get("/").get_data(as_text=True)
+
+
+def test_pages_show_the_logo_without_loading_it(app, client, signed_in_admin):
+    """The logo (up to 512 KiB) is read by its own route and the PDF, not by every page that shows it."""
+    _post(client, logo=(png(64, 64, noise=True), "logo.png"))
+    with factories.statements(app) as statements:
+        page = client.get("/").get_data(as_text=True)
+    assert 'src="/logo"' in page
+    assert any("coalition_settings" in statement for statement in statements)
+    assert not any(re.search(r"coalition_settings\.logo\b", statement) for statement in statements)
 
 
 @pytest.mark.parametrize(
@@ -380,18 +391,8 @@ def _options(page: str, name: str) -> list[str]:
 
 def test_audit_filter_choices_come_from_one_query(app, client, auth, admin, events):
     auth.login(admin)
-    statements: list[str] = []
-
-    def record(conn, cursor, statement, parameters, context, executemany):
-        statements.append(statement)
-
-    with app.app_context():
-        engine = db.engine
-    sa.event.listen(engine, "before_cursor_execute", record)
-    try:
+    with factories.statements(app) as statements:
         page = client.get("/admin/audit").get_data(as_text=True)
-    finally:
-        sa.event.remove(engine, "before_cursor_execute", record)
     assert len([s for s in statements if "DISTINCT" in s.upper()]) == 1
     with app.app_context():
         logged = db.session.execute(sa.select(AuditEvent.action, AuditEvent.object_type)).all()

@@ -51,6 +51,11 @@ def confirm_link(outbox, slug: str) -> str:
     return links[0]
 
 
+def started(letter: object, data: PublicSignOn, consent: str) -> Signature:
+    """``public_signon.start``, and the signature it recorded."""
+    return db.session.get(Signature, public_signon.start(letter, data, consent).id)
+
+
 def signon(**changes: object) -> PublicSignOn:
     values = {k: v for k, v in FORM.items() if k != "consent"} | {"consent": True}
     return PublicSignOn(**(values | changes))
@@ -83,7 +88,7 @@ def test_the_signature_and_its_email_commit_together(app, client, letter, outbox
     def refuse(*_args: object, **_kwargs: object) -> None:
         raise RuntimeError("the email could not be queued")
 
-    monkeypatch.setattr("campaign.queue.schedule", refuse)
+    monkeypatch.setattr("campaign.queue.add", refuse)
     with pytest.raises(RuntimeError):
         client.post(f"/letters/{letter.slug}/sign", data=FORM)
     assert rows(app) == [] and outbox.messages() == []  # no signature waits for a link never sent
@@ -173,15 +178,15 @@ def test_a_member_without_representative_points_to_the_secretariat(app, ctx, let
 
 def test_a_non_member_registered_organisation_is_linked(ctx, letter):
     org = factories.organisation("Friends of the Sea", member=False)
-    signature = public_signon.start(letters.get_letter(letter.slug), signon(organisation_name="friends of the sea"), "")
+    signature = started(letters.get_letter(letter.slug), signon(organisation_name="friends of the sea"), "")
     assert signature.organisation_id == org.id
 
 
 def test_duplicates_are_refused_replaced_or_reused(ctx, letter):
     item = letters.get_letter(letter.slug)
-    first = public_signon.start(item, signon(), "c")
+    first = started(item, signon(), "c")
     db.session.commit()
-    again = public_signon.start(item, signon(organisation_name="CLEAN-RIVERS trust", signer_email="b@x.org"), "c")
+    again = started(item, signon(organisation_name="CLEAN-RIVERS trust", signer_email="b@x.org"), "c")
     assert again.id == first.id and again.signer_email == "b@x.org" and again.organisation_name == "CLEAN-RIVERS trust"
     for status, refused in (("pending_approval", "awaits the secretariat's approval"), ("approved", "already signed")):
         again.status = status
@@ -191,7 +196,7 @@ def test_duplicates_are_refused_replaced_or_reused(ctx, letter):
     for status in ("rejected", "withdrawn"):
         again.status, again.rejection_reason = status, "no"
         db.session.commit()
-        reused = public_signon.start(item, signon(), "c")
+        reused = started(item, signon(), "c")
         assert reused.id == first.id and reused.status == "pending_verification" and reused.rejection_reason == ""
     assert db.session.scalar(sa.select(sa.func.count()).select_from(Signature)) == 1
 
@@ -293,10 +298,27 @@ def test_invalid_fields_are_named(ctx, letter, changes, field, message):
     assert raised.value.field == field
 
 
-def test_missing_consent_is_shown_on_the_form(app, client, letter):
-    response = client.post(f"/letters/{letter.slug}/sign", data={k: v for k, v in FORM.items() if k != "consent"})
-    assert response.status_code == 400 and "Tick the box" in response.get_data(as_text=True)
+@pytest.mark.parametrize("consent", [None, "", "false"])
+def test_missing_consent_is_shown_on_the_form(app, client, letter, consent):
+    data = {k: v for k, v in FORM.items() if k != "consent"} | ({"consent": consent} if consent is not None else {})
+    response = client.post(f"/letters/{letter.slug}/sign", data=data)
+    html = response.get_data(as_text=True)
+    assert response.status_code == 400 and "Tick the box" in html
+    assert 'value="Clean Rivers Trust"' in html and '<option selected value="KE">' in html  # what was typed is kept
     assert rows(app) == []
+
+
+def test_a_post_without_the_forms_csrf_token_is_refused(separate_app, outbox):
+    secured = separate_app(WTF_CSRF_ENABLED=True)
+    letter = publish(secured)
+    client = secured.test_client()
+    url = f"/letters/{letter.slug}/sign"
+    assert client.post(url, data=FORM).status_code == 400
+    assert client.post(url, data=FORM | {"csrf_token": "forged"}).status_code == 400
+    assert rows(secured) == []
+    token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', client.get(url).get_data(as_text=True))
+    assert client.post(url, data=FORM | {"csrf_token": token.group(1)}).status_code == 302
+    assert [signature.organisation_name for signature in rows(secured)] == ["Clean Rivers Trust"]
 
 
 def test_the_service_refuses_letters_not_open(ctx, database, app):
