@@ -29,15 +29,33 @@ _LOGO_SIGNATURES = {
 }
 
 
+#: The coalition's name until an admin saves one.
+DEFAULT_NAME = "Demarche"
+
+
 def get_settings() -> CoalitionSettings:
     """The settings row, or unsaved defaults before an admin first saves them (cached per request)."""
     cached = g.get("coalition_settings")
     if cached is None:
         cached = db.session.get(CoalitionSettings, 1) or CoalitionSettings(
-            id=1, name="Demarche", default_timezone=DEFAULT_TIMEZONE
+            id=1, name=DEFAULT_NAME, default_timezone=DEFAULT_TIMEZONE
         )
         g.coalition_settings = cached
     return cached
+
+
+_WORDING = sa.select(CoalitionSettings.name, CoalitionSettings.privacy_notice).where(CoalitionSettings.id == 1)
+
+
+def consent_wording() -> tuple[str, str]:
+    """The coalition's name and privacy notice, which consent texts quote: from the settings
+    this request loaded, else from those two columns alone (a form's post, answered with a
+    redirect, needs nothing else of them)."""
+    settings = g.get("coalition_settings")
+    if settings is None:
+        row = db.session.execute(_WORDING).first()
+        return (row.name, row.privacy_notice or "") if row is not None else (DEFAULT_NAME, "")
+    return settings.name, settings.privacy_notice or ""
 
 
 def logo_mimetype(data: bytes) -> str | None:

@@ -33,7 +33,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from campaign import queue
-from campaign.admin.services import get_settings
+from campaign.admin.services import consent_wording
 from campaign.alerts import tokens
 from campaign.alerts.models import (
     AlertDelivery,
@@ -160,13 +160,13 @@ def chosen_topics(topic_ids: Iterable[object], keep: Iterable[Topic] = ()) -> li
 
 def consent_text() -> str:
     """What a subscriber agrees to, worded with the coalition's current settings."""
-    settings = get_settings()
+    name, notice = consent_wording()
     text = (
-        f"I agree that {settings.name} emails me alerts on the topics I chose, in the language I chose, "
+        f"I agree that {name} emails me alerts on the topics I chose, in the language I chose, "
         "and keeps my email address, name and choices for that purpose only. Every alert has a link "
         "to unsubscribe in one click; I can change my choices, export my data or delete it at any time."
     )
-    notice = (settings.privacy_notice or "").strip()
+    notice = notice.strip()
     if notice:
         text += f" Privacy notice: {notice}"
     return text

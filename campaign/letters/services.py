@@ -426,9 +426,13 @@ def public_letter(slug: str, now: datetime | None = None, *, text: bool = True) 
     Its published text comes in the same query, as every public page shows it; ``text=False``
     leaves it to be loaded if read (a form's post that is answered with a redirect).
     """
-    query = sa.select(Letter).where(Letter.slug == slug)
-    letter = db.session.scalar(query.options(joinedload(Letter.published_revision)) if text else query)
+    letter = db.session.scalar(_BY_SLUG_WITH_TEXT if text else _BY_SLUG, {"slug": slug})
     return letter if letter is not None and letter.is_public(now) else None
+
+
+#: Built once: every public page runs one of these, and SQLAlchemy then finds the compiled form by identity.
+_BY_SLUG = sa.select(Letter).where(Letter.slug == sa.bindparam("slug"))
+_BY_SLUG_WITH_TEXT = _BY_SLUG.options(joinedload(Letter.published_revision))
 
 
 def public_revision(letter: Letter, language: str | None = None) -> Revision | None:

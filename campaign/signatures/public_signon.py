@@ -20,7 +20,7 @@ from flask import current_app
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
 from campaign import pagecache, queue
-from campaign.admin.services import get_settings
+from campaign.admin.services import consent_wording, get_settings
 from campaign.auth.models import Organisation, Role, User
 from campaign.auth.services import organisation_name_key
 from campaign.db import utcnow
@@ -76,15 +76,15 @@ class PublicSignOn:
 
 def consent_text(letter: Letter) -> str:
     """What the signer agrees to, recorded with the signature as it was worded then."""
-    settings = get_settings()
+    name, notice = consent_wording()
     text = (
-        f"I sign this letter on behalf of the organisation named above. I agree that {settings.name} "
+        f"I sign this letter on behalf of the organisation named above. I agree that {name} "
         "uses the details on this form to check this signature (an email to confirm it, then a review by "
         "the secretariat), to list the organisation's name and country publicly with the letter, and to "
         "write to me about this signature. My name, title and email address are not published; I can ask "
         "for them or have them deleted at any time."
     )
-    notice = (settings.privacy_notice or "").strip()
+    notice = notice.strip()
     if notice:
         text += f" Privacy notice: {notice}"
     return text

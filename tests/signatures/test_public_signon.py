@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html as html_module
 import json
 import re
 from datetime import timedelta
@@ -199,6 +200,24 @@ def test_duplicates_are_refused_replaced_or_reused(ctx, letter):
         reused = started(item, signon(), "c")
         assert reused.id == first.id and reused.status == "pending_verification" and reused.rejection_reason == ""
     assert db.session.scalar(sa.select(sa.func.count()).select_from(Signature)) == 1
+
+
+def test_the_signature_records_the_consent_text_the_form_showed(app, client, letter):
+    url = f"/letters/{letter.slug}/sign"
+    client.post(url, data=FORM)
+    [unsaved] = rows(app)
+    assert "I agree that Demarche uses the details" in unsaved.consent_text
+    assert "Privacy notice" not in unsaved.consent_text
+    with app.app_context():
+        db.session.add(CoalitionSettings(id=1, name="Civilian Shield", privacy_notice="  We keep little, for long. "))
+        db.session.commit()
+    shown = html_module.unescape(client.get(url).get_data(as_text=True))
+    client.post(url, data=FORM | {"organisation_name": "Second Trust", "signer_email": "second@example.org"})
+    recorded = rows(app)[1].consent_text
+    assert "I agree that Civilian Shield uses" in recorded and recorded.endswith(
+        "Privacy notice: We keep little, for long."
+    )
+    assert recorded in shown
 
 
 def test_the_worker_emails_the_link_of_the_current_attempt_only(ctx, letter, outbox):
