@@ -106,8 +106,11 @@ def wrk(port: int, path: str, connections: int = 16) -> float:
     return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
 
 
-def insert_floor(url: str) -> float:
-    """Rows a second for a bare one-row insert and commit, on the benchmark's database."""
+def insert_floor(url: str, rounds: int = 3) -> float:
+    """Rows a second for a bare one-row insert and commit, on the benchmark's database: the best
+    of ``rounds`` runs.  Each commit waits for the disk, whose latency dips while it does other
+    work (a checkpoint after the migration, say): a run of 860 rows/s on a machine where five
+    others made 1,250 to 1,400 would flatter every ratio against it."""
     engine = sa.create_engine(url)
     table = sa.Table(
         "bench_floor", sa.MetaData(), sa.Column("id", sa.Integer, primary_key=True), sa.Column("v", sa.Text)
@@ -115,11 +118,14 @@ def insert_floor(url: str) -> float:
     table.drop(engine, checkfirst=True)
     table.create(engine)
     try:
-        start = time.perf_counter()
-        for n in range(LOOP_COUNT):
-            with engine.begin() as connection:
-                connection.execute(table.insert().values(v=f"row {n}"))
-        return LOOP_COUNT / (time.perf_counter() - start)
+        rates = []
+        for _ in range(rounds):
+            start = time.perf_counter()
+            for n in range(LOOP_COUNT):
+                with engine.begin() as connection:
+                    connection.execute(table.insert().values(v=f"row {n}"))
+            rates.append(LOOP_COUNT / (time.perf_counter() - start))
+        return max(rates)
     finally:
         table.drop(engine)
         engine.dispose()
