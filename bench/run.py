@@ -30,7 +30,9 @@ import sqlalchemy as sa
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
-GUNICORN = ["--workers", "2", "--threads", "4", "--worker-class", "gthread", "--log-level", "warning"]
+WORKERS = 2
+GUNICORN = ["--workers", str(WORKERS), "--threads", "4", "--worker-class", "gthread", "--log-level", "warning",
+            "--config", "python:bench.gunicorn_ready"]  # fmt: skip
 WRK_SECONDS = int(os.environ.get("BENCH_SECONDS", "5"))
 LOOP_COUNT = 2000
 
@@ -77,16 +79,24 @@ def stop(process: subprocess.Popen, pidfile: Path, seconds: float) -> None:
 
 @contextmanager
 def gunicorn(target: str, env: dict[str, str], workdir: Path, probe: str) -> Iterator[int]:
+    """A gunicorn serving ``target`` on a free port, once every worker is ready (``bench.gunicorn_ready``)."""
     port = free_port()
     pidfile = workdir / f"gunicorn-{port}.pid"
+    ready = workdir / f"gunicorn-{port}-ready"
+    ready.mkdir()
     process = subprocess.Popen(
         [str(BIN / "gunicorn"), *GUNICORN, "--bind", f"127.0.0.1:{port}", "--pid", str(pidfile), target],
         cwd=ROOT,
-        env=env,
+        env=dict(env, BENCH_READY_DIR=str(ready)),
         start_new_session=True,
     )
     try:
         wait_for(port, probe)
+        deadline = time.monotonic() + 60
+        while len(list(ready.iterdir())) < WORKERS:
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise RuntimeError(f"gunicorn on port {port}: not every worker started")
+            time.sleep(0.05)
         yield port
     finally:
         stop(process, pidfile, 30)
