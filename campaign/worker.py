@@ -40,9 +40,19 @@ class AppWorkerMixin:
         # RQ stops an idle worker by raising StopRequested from its SIGTERM handler; a signal
         # that lands while the worker writes a log line has that exception swallowed by
         # ``logging``, and the stop was lost: the worker ran on.  Noted first, the stop holds
-        # at the main loop's next turn.
+        # at the main loop's next turn, and a job dequeued meanwhile is handed back (``execute_job``).
         self._stop_requested = True
         super()._shutdown()  # type: ignore[misc]
+
+    def execute_job(self, job: Any, rq_queue: Any) -> None:
+        if self._stop_requested:  # type: ignore[has-type]
+            # The stop was lost while the worker waited for work, and a job came: it goes back
+            # to the front of its queue, untouched (RQ still holds it as queued), for the next
+            # worker, and this one stops at its loop's next turn.
+            rq_queue.push_job_id(job.id, at_front=True)
+            log.info("job %s: handed back to queue %s, this worker is stopping", job.id, rq_queue.name)
+            return
+        super().execute_job(job, rq_queue)  # type: ignore[misc]
 
     def main_work_horse(self, job: Any, rq_queue: Any) -> None:
         # The pool's sockets belong to the parent; close=False leaves them to it.

@@ -378,3 +378,40 @@ def test_a_stop_signal_lost_in_a_log_call_still_stops_the_worker(redis_app):
         signal.signal(signal.SIGTERM, handlers[1])
     with redis_app.app_context():
         assert _runs("after the stop") == 0 and db.session.get(Job, row_id).status == JobStatus.QUEUED
+
+
+@pytest.mark.redis
+@needs_redis
+def test_a_job_dequeued_after_a_lost_stop_is_handed_back_not_run(redis_app):
+    """The stop was lost while the worker waited in its blocking dequeue, and then a job came:
+    the worker hands it back to the front of its queue and stops; the next worker runs it."""
+    import signal
+
+    from rq import Queue
+    from rq.exceptions import StopRequested
+
+    from campaign.worker import build_worker
+
+    with redis_app.app_context():
+        row = queue.schedule("test.record", {"label": "dequeued after the stop"})
+        db.session.commit()
+        queue.dispatch(row)
+        row_id = row.id
+    connection = redis_app.extensions["redis"]
+    rq_queue = Queue("default", connection=connection)
+    worker = build_worker(redis_app, simple=True)
+    handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    try:
+        with pytest.raises(StopRequested):  # what logging's handleError would swallow
+            worker.request_stop(signal.SIGTERM, None)
+        job, found = Queue.dequeue_any([rq_queue], None, connection=connection)  # what the loop's dequeue returns
+        worker.execute_job(job, found)
+    finally:
+        signal.signal(signal.SIGINT, handlers[0])
+        signal.signal(signal.SIGTERM, handlers[1])
+    assert rq_queue.job_ids == [job.id] and job.get_status() == "queued"
+    with redis_app.app_context():
+        assert _runs("dequeued after the stop") == 0 and db.session.get(Job, row_id).status == JobStatus.QUEUED
+    build_worker(redis_app, simple=True).work(burst=True)
+    with redis_app.app_context():
+        assert _runs("dequeued after the stop") == 1
