@@ -249,6 +249,10 @@ def test_a_sign_on_awaiting_confirmation_keeps_the_page_until_it_is_approved(app
     assert {key: redis.get(key) for key in versions} == versions
     count, kept = queries_for(app, reader, url)
     assert count == 0 and "Surge Org" not in kept.get_data(as_text=True)
+    rendering = app.test_client()  # a session cookie: past the cache, the application answers
+    rendering.set_cookie(app.config["SESSION_COOKIE_NAME"], "none")
+    fresh = rendering.get(url)
+    assert (fresh.headers["ETag"], fresh.data) == (kept.headers["ETag"], kept.data)  # as kept
     change(app, _confirm_and_approve)
     assert "Surge Org" in page(reader, letter)
 

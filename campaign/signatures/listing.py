@@ -124,15 +124,17 @@ def pdf_rows(signatories: Sequence[Signatory]) -> list[tuple[str, str, str]]:
 def page_validator(letter: Letter, *varying: object) -> str:
     """A strong ETag for the public letter page, from one aggregate query.
 
-    It covers every signature of the letter (how many, how many approved, the latest change:
-    approving, rejecting, withdrawing or editing one changes it), the published revision and the
+    It covers what the page shows of the signatures, the approved ones (how many, and the
+    latest change among them: approving, withdrawing or editing one changes it, and the count
+    tells apart two changes made at the same instant), the published revision and the
     letter's own change time, its translations, its meeting, the coalition's settings
     and whether it still takes signatures; ``varying`` adds what the request chooses
-    (language, grouping, the signed-in user), so a cached page is never stale.
+    (language, grouping, the signed-in user), so a cached page is never stale.  A sign-on
+    awaiting confirmation or approval changes nothing here, as it changes nothing on the
+    page: a page ``pagecache`` kept through one is the page a new render would give.
     """
-    approved = sa.case((Signature.status == SignatureStatus.APPROVED.value, 1), else_=0)
-    signatures = sa.select(sa.func.count(Signature.id), sa.func.sum(approved), sa.func.max(Signature.updated_at)).where(
-        Signature.letter_id == letter.id
+    signatures = sa.select(sa.func.count(Signature.id), sa.func.max(Signature.updated_at)).where(
+        Signature.letter_id == letter.id, Signature.status == SignatureStatus.APPROVED.value
     )
     translations = (
         sa.select(sa.func.max(Translation.updated_at)).where(Translation.letter_id == letter.id).scalar_subquery()

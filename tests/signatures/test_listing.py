@@ -229,5 +229,10 @@ def test_the_etag_changes_with_the_count_even_at_the_same_instant(app, ctx):
     loaded = db.session.get(Letter, letter.id)
     empty = listing.page_validator(loaded)
     add_signatures(app, letter.slug, [("Org A", "FR", "pending_verification", "a@example.org")])
-    assert listing.page_validator(loaded) != empty
+    assert listing.page_validator(loaded) == empty  # the page shows no signature awaiting anything
+    stamp = utcnow()
+    add_signatures(app, letter.slug, [("Org B", "FR")], updated_at=stamp)
+    one = listing.page_validator(loaded)
+    add_signatures(app, letter.slug, [("Org C", "KE")], updated_at=stamp)
+    assert len({empty, one, listing.page_validator(loaded)}) == 3
     assert listing.page_validator(loaded, "fr") != listing.page_validator(loaded, "en")
