@@ -186,35 +186,23 @@ def test_dispatch_enqueues_the_job_id_on_its_queue(redis_app):
 
 @pytest.mark.redis
 @needs_redis
-def test_dispatch_after_the_commit_is_one_call_to_redis_and_no_sql(redis_app):
+@pytest.mark.parametrize("by_id", [False, True], ids=["scheduled rows", "ids added"])
+def test_dispatch_after_the_commit_is_one_call_to_redis_and_no_sql(redis_app, by_id):
+    """Each job is enqueued under the RQ id planned and committed with its row."""
     from rq import Queue
 
     with redis_app.app_context():
-        rows = [queue.schedule("test.record", {"label": f"d{n}"}) for n in range(2)]
+        make = queue.add if by_id else queue.schedule
+        jobs = [make("test.record", {"label": f"d{n}"}) for n in range(2)]
         db.session.commit()
         with statements(redis_app) as issued:
-            queue.dispatch(*rows)
-        rq_ids = {j.id for j in Queue("default", connection=redis_app.extensions["redis"]).get_jobs()}
-        stored = set(db.session.scalars(sa.select(Job.rq_job_id)))
+            queue.dispatch(*jobs)
+        rq_jobs = Queue("default", connection=redis_app.extensions["redis"]).get_jobs()
+        stored = {rq_id: (job_id,) for job_id, rq_id in db.session.execute(sa.select(Job.id, Job.rq_job_id))}
+        assert all(db.session.scalars(sa.select(Job.enqueued_at))) and _runs() == 0
     assert issued == []
-    assert rq_ids == stored and len(rq_ids) == 2
-
-
-@pytest.mark.redis
-@needs_redis
-def test_a_job_added_by_id_is_enqueued_under_its_planned_id_without_sql(redis_app):
-    from rq import Queue
-
-    with redis_app.app_context():
-        job_id = queue.add("test.record", {"label": "by id"})
-        db.session.commit()
-        with statements(redis_app) as issued:
-            queue.dispatch(job_id)
-        [rq_job] = Queue("default", connection=redis_app.extensions["redis"]).get_jobs()
-        row = db.session.get(Job, job_id)
-        assert issued == []
-        assert (rq_job.id, rq_job.args, rq_job.timeout) == (row.rq_job_id, (job_id,), queue.LEASE.total_seconds())
-        assert row.enqueued_at is not None and _runs() == 0
+    assert {j.id: j.args for j in rq_jobs} == stored and len(stored) == 2
+    assert {j.timeout for j in rq_jobs} == {queue.LEASE.total_seconds()}
 
 
 @pytest.mark.redis
