@@ -73,7 +73,10 @@ def register_extensions(app: Flask) -> None:
     csrf.init_app(app)
     login_manager.init_app(app)
     app.config["RATELIMIT_STORAGE_URI"] = app.config["REDIS_URL"] or "memory://"
-    app.config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
+    # No X-RateLimit-* headers: the limited routes are HTML forms, whose readers never look at
+    # them, and they cost every limited post a second trip to the store.  A 429 still says
+    # when to come back (``Retry-After``, campaign.main.errors).
+    app.config.setdefault("RATELIMIT_HEADERS_ENABLED", False)
     limiter.init_app(app)
 
 

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from flask import Flask, Response, render_template
+import logging
+import time
+
+from flask import Flask, Response, make_response, render_template
+from flask_limiter import RateLimitExceeded
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
-from campaign.extensions import db
+from campaign.extensions import db, limiter
 from campaign.restapi import http_problem, is_api_request, problem
 
 
@@ -27,6 +31,14 @@ def install_error_handlers(app: Flask) -> None:
             error.code,
         )
 
+    @app.errorhandler(RateLimitExceeded)
+    def _too_many(error: RateLimitExceeded) -> Response:
+        response = make_response(_http(error))
+        seconds = _retry_after()
+        if seconds is not None:
+            response.headers["Retry-After"] = str(seconds)
+        return response
+
     @app.errorhandler(500)
     def _server_error(error: Exception) -> tuple[str, int] | Response:
         db.session.rollback()
@@ -34,3 +46,17 @@ def install_error_handlers(app: Flask) -> None:
             return problem(500, "Something went wrong on our side; the error was logged.")
         message = "Something went wrong on our side. The error was logged; please try again in a moment."
         return render_template("errors/error.html", code=500, title="Server error", message=message), 500
+
+
+def _retry_after() -> int | None:
+    """Seconds until the limit that refused this request lets the client in again; None when
+    the limit's store cannot say (the refusal stands, without the hint)."""
+    breached = limiter.current_limit
+    if breached is None:
+        return None
+    try:
+        reset_at = breached.reset_at
+    except Exception:
+        logging.getLogger(__name__).warning("the rate limit store did not say when the limit resets", exc_info=True)
+        return None
+    return max(1, int(reset_at - time.time()))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html as html_module
 import json
+import os
 import re
 from datetime import timedelta
 
@@ -144,13 +145,27 @@ def test_honeypot_pretends_success_and_records_nothing(app, client, letter, outb
     assert rows(app) == [] and outbox.messages() == []
 
 
-def test_sign_on_is_rate_limited(limited_app):
-    limited = limited_app(SIGNON_RATE_LIMIT="2 per minute")
+@pytest.mark.parametrize("store", ["memory", pytest.param("redis", marks=pytest.mark.redis)])
+def test_sign_on_is_rate_limited(limited_app, separate_app, store):
+    if store == "memory":
+        limited = limited_app(SIGNON_RATE_LIMIT="2 per minute")
+    else:
+        if not os.environ.get("REDIS_URL"):
+            pytest.skip("REDIS_URL is not set")
+        limited = separate_app(
+            RATELIMIT_ENABLED=True, REDIS_URL=os.environ["REDIS_URL"], SIGNON_RATE_LIMIT="2 per minute"
+        )
+        limited.extensions["redis"].flushdb()
     slug = publish(limited).slug
     client = limited.test_client()
-    statuses = [client.post(f"/letters/{slug}/sign", data={}).status_code for _ in range(3)]
-    assert statuses == [400, 400, 429]
+    answers = [client.post(f"/letters/{slug}/sign", data={}) for _ in range(3)]
+    assert [answer.status_code for answer in answers] == [400, 400, 429]
     assert client.get(f"/letters/{slug}/sign").status_code == 200  # reading the form is not limited
+    # The refusal says when to come back, within the minute; the posts let through carry no
+    # X-RateLimit-* headers, which would cost each one a second trip to the limit's store.
+    assert 1 <= int(answers[2].headers["Retry-After"]) <= 60
+    assert "Too Many Requests" in answers[2].get_data(as_text=True)
+    assert not [name for answer in answers for name, _ in answer.headers if name.lower().startswith("x-ratelimit")]
 
 
 @pytest.mark.parametrize(
