@@ -144,6 +144,7 @@ ACCESS = {
     "signatures.sign": PUBLIC,
     "signatures.sign_sent": PUBLIC,
     "signatures.confirm": PUBLIC,
+    "signatures.reconfirm_by_link": PUBLIC,
     "signatures.signer_data": PUBLIC,
     "signatures.signer_data_page": PUBLIC,
     "signatures.signer_data_export": PUBLIC,

@@ -274,16 +274,25 @@ def verification_token(signature: Signature | SignOn) -> str:
 
 def signature_for_token(token: str) -> Signature | None:
     """The signature a confirmation link names, if the link is genuine, current and under 7 days old."""
+    found = _signature_named(_serializer(), token, VERIFY_MAX_AGE)
+    if found is None or found[0].source != SignatureSource.PUBLIC:
+        return None
+    return found[0]
+
+
+def _signature_named(serializer: URLSafeTimedSerializer, token: str, max_age: int) -> tuple[Signature, dict] | None:
+    """The signature a link's token names and the token's data, if the token is genuine, young
+    enough, and of the signature's current sign-on (its fingerprint); else None."""
     try:
-        data = _serializer().loads(token, max_age=VERIFY_MAX_AGE)
+        data = serializer.loads(token, max_age=max_age)
     except (SignatureExpired, BadSignature):
         return None
     if not isinstance(data, dict) or not isinstance(data.get("s"), int):
         return None
     signature = db.session.get(Signature, data["s"])
-    if signature is None or signature.source != SignatureSource.PUBLIC or data.get("h") != _fingerprint(signature):
+    if signature is None or data.get("h") != _fingerprint(signature):
         return None
-    return signature
+    return signature, data
 
 
 def queue_verification(signature: Signature | SignOn) -> int:
@@ -333,8 +342,49 @@ def verify(token: str) -> Signature | None:
         raise SignatureError(refusal)
     signature.status = SignatureStatus.PENDING_APPROVAL.value
     signature.verified_at = utcnow()
-    record_event(signature, "public.verified", "Email address confirmed; awaiting approval", actor="signer")
+    details: dict[str, Any] = {}
+    if text_changed_since_signing(signature):
+        # The confirmation page said so and linked the current text: the signer confirms that one.
+        signature.revision_id = signature.letter.published_revision_id
+        details["revision"] = signature.letter.published_revision.number
+    record_event(signature, "public.verified", "Email address confirmed; awaiting approval", "signer", **details)
     db.session.flush()
+    return signature
+
+
+def text_changed_since_signing(signature: Signature) -> bool:
+    """Whether the letter's published text is not the revision the signature was given for."""
+    return signature.revision_id != signature.letter.published_revision_id
+
+
+# --- re-confirming after a substantive change ---------------------------------
+
+RECONFIRM_SALT = "signature-reconfirm"
+#: The request stands until the next substantive change (which sends a new link) or the deadline.
+RECONFIRM_MAX_AGE = 60 * 24 * 3600
+
+
+def _reconfirm_serializer() -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt=RECONFIRM_SALT)
+
+
+def reconfirmation_token(signature: Signature) -> str:
+    """For the email asking a signer who does not sign in (public, or entered by the secretariat)
+    to re-confirm: names the signature, the sign-on it belongs to and the text to re-confirm,
+    so that a later change or sign-on makes it stale."""
+    payload = {"s": signature.id, "h": _fingerprint(signature), "r": signature.letter.published_revision_id}
+    return _reconfirm_serializer().dumps(payload)
+
+
+def signature_to_reconfirm(token: str) -> Signature | None:
+    """The signature a re-confirmation link names, if the link is genuine, under 60 days
+    old, and for the letter's current text; else None."""
+    found = _signature_named(_reconfirm_serializer(), token, RECONFIRM_MAX_AGE)
+    if found is None:
+        return None
+    signature, data = found
+    if signature.source == SignatureSource.MEMBER or data.get("r") != signature.letter.published_revision_id:
+        return None  # members re-confirm signed in
     return signature
 
 

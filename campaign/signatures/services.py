@@ -194,26 +194,42 @@ def reconfirm(signature: Signature, actor: Any = None) -> Signature:
 
 
 def mark_for_reconfirmation(letter: Letter, actor: Any = None) -> int:
-    """After a substantive change: approved signatures of an earlier revision are asked to re-confirm.
+    """After a substantive change: confirmed signatures of an earlier revision (approved, or
+    awaiting approval) are asked to re-confirm, once for each published revision: one asked
+    about an earlier change and not yet answered is asked again, as its link is for a text
+    that is no longer current.  One still awaiting its email confirmation is not asked: its
+    confirmation page says that the text changed, and it confirms the new one.
 
-    Each signer gets an email (sent by ``dispatch_after_commit``); returns how many were asked.
+    Each signer gets an email (sent by ``dispatch_after_commit``): members a link to their
+    signing page, the others a link of their own; returns how many were asked.
     """
-    found = db.session.scalars(
-        sa.select(Signature)
-        .where(Signature.letter_id == letter.id, Signature.status == SignatureStatus.APPROVED.value)
-        .where(
-            sa.or_(Signature.revision_id.is_(None), Signature.revision_id != letter.published_revision_id),
-            Signature.needs_reconfirmation.is_(False),
-        )
-        .order_by(Signature.id)
-    ).all()
+    from campaign.signatures.public_signon import reconfirmation_token
+
     number = letter.published_revision.number if letter.published_revision else None
+    confirmed = (SignatureStatus.APPROVED.value, SignatureStatus.PENDING_APPROVAL.value)
+    found = [
+        signature
+        for signature in db.session.scalars(
+            sa.select(Signature)
+            .where(Signature.letter_id == letter.id, Signature.status.in_(confirmed))
+            .where(sa.or_(Signature.revision_id.is_(None), Signature.revision_id != letter.published_revision_id))
+            .options(selectinload(Signature.events))
+            .order_by(Signature.id)
+        )
+        if not _asked_about(signature, number)
+    ]
     for signature in found:
         signature.needs_reconfirmation = True
-        record_event(signature, "reconfirmation_requested", f"Asked to re-confirm revision {number}", actor=actor)
+        record_event(
+            signature, "reconfirmation_requested", f"Asked to re-confirm revision {number}", actor, revision=number
+        )
         links = {"letter_url": external_url("public.letter", slug=letter.slug)}
         if signature.source == SignatureSource.MEMBER:
             links["sign_url"] = external_url("signatures.sign_letter", slug=letter.slug)
+        else:
+            links["reconfirm_url"] = external_url(
+                "signatures.reconfirm_by_link", slug=letter.slug, token=reconfirmation_token(signature)
+            )
         queue_email(
             signature.signer_email,
             f"Please re-confirm your signature: {letter.title}",
@@ -226,6 +242,14 @@ def mark_for_reconfirmation(letter: Letter, actor: Any = None) -> int:
     if found:
         audit.record("signatures.reconfirmation", letter, f"Asked {len(found)} signatories to re-confirm", actor=actor)
     return len(found)
+
+
+def _asked_about(signature: Signature, number: int | None) -> bool:
+    """Whether the signature is already waiting to re-confirm revision ``number``."""
+    return signature.needs_reconfirmation and any(
+        event.kind == "reconfirmation_requested" and event.details.get("revision") == number
+        for event in signature.events
+    )
 
 
 def signatures_of_organisation(organisation: Organisation) -> list[Signature]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from functools import cache
 
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, EmailField, SelectField, StringField, URLField
+from wtforms import BooleanField, EmailField, SelectField, StringField, SubmitField, URLField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Email, Length
 
@@ -56,6 +56,11 @@ class SignerDataRequestForm(FlaskForm):
         validators=[DataRequired(), Email(check_deliverability=False), Length(max=254)],
         render_kw={"autocomplete": "email"},
     )
+
+
+class ReconfirmForm(FlaskForm):
+    reconfirm = SubmitField("Re-confirm our signature")
+    withdraw = SubmitField("Withdraw our signature")
 
 
 class EraseForm(FlaskForm):

@@ -12,11 +12,11 @@ from campaign import queue
 from campaign.extensions import db, limiter
 from campaign.letters import services as letters
 from campaign.letters.models import Letter
-from campaign.signatures import bp, public_signon
+from campaign.signatures import bp, public_signon, services
 from campaign.signatures.models import SignatureStatus
 from campaign.signatures.public_signon import PublicSignOn, SignOnInvalid
-from campaign.signatures.services import SignatureError, why_not_signable
-from campaign.signatures.signon_forms import EraseForm, SignerDataRequestForm, SignOnForm
+from campaign.signatures.services import LIVE, SignatureError, why_not_signable
+from campaign.signatures.signon_forms import EraseForm, ReconfirmForm, SignerDataRequestForm, SignOnForm
 
 MESSAGE = "signatures/public/message.html"
 
@@ -108,6 +108,17 @@ def _invalid_link(letter: Letter | None = None) -> tuple[str, int]:
     )
 
 
+#: What a confirmation link says once it was used, by the signature's state since.
+_ALREADY = {
+    SignatureStatus.PENDING_APPROVAL: "The signature of {} is already confirmed. "
+    "The secretariat reviews it and writes to you when it is decided.",
+    SignatureStatus.APPROVED: "The signature of {} is confirmed and approved: "
+    "the organisation is listed with the letter.",
+    SignatureStatus.REJECTED: "The signature of {} was not approved; we wrote to you with the reason.",
+    SignatureStatus.WITHDRAWN: "The signature of {} was withdrawn.",
+}
+
+
 @bp.route("/letters/<slug>/sign/confirm/<token>", methods=["GET", "POST"])
 @limiter.limit(_signon_limit, methods=["POST"])
 def confirm(slug: str, token: str) -> str | tuple[str, int]:
@@ -116,14 +127,11 @@ def confirm(slug: str, token: str) -> str | tuple[str, int]:
     signature = public_signon.signature_for_token(token)
     if letter is None or signature is None or signature.letter_id != letter.id:
         return _invalid_link(letter)
-    already = _message(
-        "Already confirmed",
-        f"The signature of {signature.organisation_name} is already confirmed. "
-        "The secretariat reviews it and writes to you when it is decided.",
-        letter=letter,
-    )
     if signature.status != SignatureStatus.PENDING_VERIFICATION:
-        return already if signature.verified_at is not None else _invalid_link(letter)
+        if signature.verified_at is None:
+            return _invalid_link(letter)
+        already = _ALREADY[signature.status].format(signature.organisation_name)
+        return _message("Already confirmed", already, letter=letter)
     form = FlaskForm()
     if request.method == "POST" and form.validate_on_submit():
         try:
@@ -139,7 +147,53 @@ def confirm(slug: str, token: str) -> str | tuple[str, int]:
             letter=letter,
         )
     return render_template(
-        "signatures/public/confirm.html", letter=letter, title=_title(letter), signature=signature, form=form
+        "signatures/public/confirm.html",
+        letter=letter,
+        title=_title(letter),
+        signature=signature,
+        form=form,
+        changed=public_signon.text_changed_since_signing(signature),
+    )
+
+
+@bp.route("/letters/<slug>/sign/reconfirm/<token>", methods=["GET", "POST"])
+@limiter.limit(_signon_limit, methods=["POST"])
+def reconfirm_by_link(slug: str, token: str) -> str | tuple[str, int]:
+    """After a substantive change, a signer who does not sign in re-confirms or withdraws.
+    GET only shows the buttons, as for the confirmation link."""
+    letter = letters.public_letter(slug)
+    signature = public_signon.signature_to_reconfirm(token)
+    if letter is None or signature is None or signature.letter_id != letter.id:
+        return _message(
+            "This link does not work",
+            "The link is wrong, more than 60 days old, or for an earlier text of the letter: "
+            "use the link in the newest email we sent you.",
+            status=404,
+            letter=letter,
+        )
+    if signature.status not in LIVE or not signature.needs_reconfirmation:
+        state = "withdrawn" if signature.status == SignatureStatus.WITHDRAWN else "not awaiting re-confirmation"
+        return _message("Nothing to do", f"The signature of {signature.organisation_name} is {state}.", letter=letter)
+    form = ReconfirmForm()
+    if request.method == "POST" and form.validate_on_submit():
+        withdrawing = form.withdraw.data
+        try:
+            (services.withdraw if withdrawing else services.reconfirm)(signature, "signer")
+        except SignatureError as error:
+            db.session.rollback()
+            return _closed(letter, str(error), 409)
+        db.session.commit()
+        if withdrawing:
+            return _message(
+                "Signature withdrawn",
+                f"{signature.organisation_name} no longer signs this letter. Its history is kept; "
+                "you can sign again while the letter is open.",
+                letter=letter,
+            )
+        message = f"The signature of {signature.organisation_name} now stands for the current text."
+        return _message("Thank you", message, letter=letter)
+    return render_template(
+        "signatures/public/reconfirm.html", letter=letter, title=_title(letter), signature=signature, form=form
     )
 
 

@@ -16,7 +16,7 @@ from campaign.db import utcnow
 from campaign.extensions import db
 from campaign.letters import services as letters
 from campaign.queue import Job
-from campaign.signatures import public_signon
+from campaign.signatures import moderation, public_signon
 from campaign.signatures.models import Signature, SignatureEvent
 from campaign.signatures.public_signon import PublicSignOn, SignOnInvalid
 from campaign.signatures.services import SignatureError
@@ -114,6 +114,13 @@ def test_get_confirms_nothing_post_confirms_once(app, client, letter, outbox):
     with app.app_context():
         kinds = db.session.scalars(sa.select(SignatureEvent.kind).order_by(SignatureEvent.id)).all()
     assert kinds == ["public.started", "public.verified"]
+
+    # Once decided, the link says what became of the signature, not that it awaits review.
+    with app.app_context():
+        moderation.approve(db.session.get(Signature, signature.id), factories.user("coordinator"))
+        db.session.commit()
+    page = client.get(link).get_data(as_text=True)
+    assert "confirmed and approved" in page and "reviews it" not in page
 
 
 def test_tampered_expired_and_replaced_links_do_not_work(app, client, letter, outbox, monkeypatch):
