@@ -12,6 +12,7 @@ from flask.sessions import SecureCookieSession, SecureCookieSessionInterface, Se
 from flask_login import current_user, login_required
 
 from campaign.extensions import db, login_manager
+from campaign.restapi import is_api_request
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -74,7 +75,11 @@ class CookieSessions(SecureCookieSessionInterface):
     """
 
     def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
-        if app.secret_key and not request.cookies.get(self.get_cookie_name(app)):
+        if app.secret_key and (not request.cookies.get(self.get_cookie_name(app)) or is_api_request()):
+            # The API takes bearer tokens only.  Its requests get an empty session whatever
+            # cookie they carry: Flask-Login's session protection would otherwise find the
+            # cookie of a visitor who is not signed in (a form's CSRF token, say) and answer
+            # as nobody without asking the token loader.
             return self.session_class()
         return super().open_session(app, request)
 
@@ -125,7 +130,6 @@ def install_security(app: Flask) -> None:
 
 def _load_user(session_token: str) -> Any:
     from campaign.auth.models import User
-    from campaign.restapi import is_api_request
 
     if is_api_request():  # the API takes bearer tokens only, never the session cookie
         return None

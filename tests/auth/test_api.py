@@ -57,6 +57,22 @@ def test_the_session_cookie_is_not_accepted(client, auth, admin):
     assert client.get("/api/v1/me").status_code == 401
 
 
+def test_a_token_works_beside_a_visitors_session_cookie(separate_app):
+    """Clients that keep cookies (``requests.Session``, Postman, a page's own ``fetch``) send
+    the session cookie a form gave them along with the token."""
+    app = separate_app(WTF_CSRF_ENABLED=True)  # forms keep their CSRF token in the session
+    with app.app_context():
+        member = factories.Account.of(factories.user("member"))
+        raw = tokens.create_token(db.session.get(User, member.id), "script")[1]
+        db.session.commit()
+    client = app.test_client()
+    assert client.get("/password/forgot").status_code == 200
+    assert client.get_cookie("session") is not None  # a visitor's session, not signed in
+    me = client.get("/api/v1/me", headers=bearer(raw))
+    assert me.status_code == 200 and me.get_json()["email"] == member.email
+    assert "Set-Cookie" not in me.headers and client.get_cookie("session") is not None  # left as it was
+
+
 def test_revoked_and_deactivated_tokens_stop_working(app, client, member, token_for):
     raw = token_for(member)
     assert client.get("/api/v1/me", headers=bearer(raw)).status_code == 200
