@@ -117,7 +117,7 @@ def reject(signature_id: int) -> Response:
     form = RejectForm()
     try:
         if not form.validate_on_submit():
-            raise SignatureError("Give a reason for rejecting, on one line: the signer is told it.")
+            raise SignatureError(next(iter(form.reason.errors), "The form expired: reload the page and try again."))
         moderation.reject(sig, form.reason.data, current_user)
     except SignatureError as error:
         db.session.rollback()

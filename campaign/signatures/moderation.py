@@ -31,7 +31,8 @@ class Outcome:
 
 def _check_pending(signature: Signature) -> None:
     if signature.status != SignatureStatus.PENDING_APPROVAL:
-        state = signature.status_enum.label.lower()
+        decided = signature.status in (SignatureStatus.APPROVED, SignatureStatus.REJECTED)
+        state = f"already {signature.status}" if decided else signature.status_enum.label.lower()
         raise SignatureError(f"{signature.organisation_name}'s signature is {state}, not awaiting approval.")
 
 

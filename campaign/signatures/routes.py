@@ -62,7 +62,8 @@ def sign_letter(slug: str) -> str | Response:
             signature = services.sign_as_member(letter, current_user, form.signer_name.data, form.signer_title.data)
         except services.SignatureError as exc:
             db.session.rollback()
-            flash(str(exc), "error")
+            if not services.why_not_signable(letter):  # else the page says why, once
+                flash(str(exc), "error")
         else:
             db.session.commit()
             flash(f"{signature.organisation_name} has signed {letter.title!r}.", "success")
@@ -87,6 +88,9 @@ def withdraw(slug: str) -> str | Response:
     signature = _own_signature(letter)
     if signature is None or signature.status not in services.LIVE:
         flash("Your organisation has no current signature of this letter.", "info")
+        return redirect(url_for("signatures.sign_letter", slug=letter.slug))
+    if services.why_not_signable(letter):  # the letter's page says why
+        flash("Signatures of this letter can no longer be withdrawn.", "info")
         return redirect(url_for("signatures.sign_letter", slug=letter.slug))
     form = ConfirmForm()
     if form.validate_on_submit():

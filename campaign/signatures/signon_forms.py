@@ -11,7 +11,7 @@ from functools import cache
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, EmailField, SelectField, StringField, SubmitField, URLField
 from wtforms.fields.choices import SelectChoice
-from wtforms.validators import DataRequired, Email, Length
+from wtforms.validators import DataRequired, Email, Length, Regexp
 
 from campaign.auth.services import country_choices
 from campaign.forms import choices, no_line_breaks
@@ -68,7 +68,14 @@ class EraseForm(FlaskForm):
 
 
 class RejectForm(FlaskForm):
-    reason = StringField("Reason for rejecting", validators=[DataRequired(), Length(max=500), no_line_breaks])
+    reason = StringField(
+        "Reason for rejecting",
+        validators=[
+            DataRequired("Give a reason for rejecting: the signer is told it."),
+            Length(max=500, message="The reason for rejecting is too long (at most 500 characters)."),
+            Regexp(r"\A[^\r\n]*\Z", message="Give the reason for rejecting on a single line."),
+        ],
+    )
 
 
 class BulkForm(FlaskForm):

@@ -129,7 +129,7 @@ def test_a_letter_past_its_deadline_refuses_even_while_open(app, client, auth, m
     assert "no longer takes signatures" in page
     assert "Sign for" not in page
     refused = sign(client, slug).get_data(as_text=True)
-    assert "no longer takes signatures" in refused
+    assert refused.count("no longer takes signatures") == 1  # said once, not also flashed
     assert signatures_of(app, slug) == []
     assert TEXT.title not in client.get("/sign").get_data(as_text=True)
 
@@ -168,6 +168,9 @@ def test_withdrawal_is_refused_after_the_deadline(app, client, auth, member):
     page = client.post(f"/sign/{slug}/withdraw", follow_redirects=True).get_data(as_text=True)
     assert "can no longer be withdrawn" in page
     assert signatures_of(app, slug)[0].status == "approved"
+    # Nor is the withdrawal offered: the confirmation page is not shown.
+    offered = client.get(f"/sign/{slug}/withdraw", follow_redirects=True).get_data(as_text=True)
+    assert "can no longer be withdrawn" in offered and "Withdraw our signature" not in offered
 
 
 def _publish_new_revision(app, slug: str, substantive: bool, client, auth, coordinator) -> None:

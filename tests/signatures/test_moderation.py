@@ -92,10 +92,15 @@ def test_rejecting_one_needs_a_reason_that_the_signer_is_told(app, client, auth,
     signature_id = signed(app, letter.slug, "Amazonia Watch")
     outbox.clear()
     auth.login(coordinator)
-    client.post(f"/admin/signatures/{signature_id}/reject", data={"reason": ""})
-    assert get(app, signature_id).status == "pending_approval" and outbox.messages() == []
-    client.post(f"/admin/signatures/{signature_id}/reject", data={"reason": "Not an organisation\r\nBcc: x@y"})
-    assert get(app, signature_id).status == "pending_approval"
+    refusals = {
+        "": "Give a reason for rejecting",
+        "Not an organisation\r\nBcc: x@y": "on a single line",
+        "x" * 501: "too long (at most 500 characters)",
+    }
+    for reason, message in refusals.items():
+        page = client.post(f"/admin/signatures/{signature_id}/reject", data={"reason": reason}, follow_redirects=True)
+        assert message in page.get_data(as_text=True)
+        assert get(app, signature_id).status == "pending_approval" and outbox.messages() == []
 
     client.post(f"/admin/signatures/{signature_id}/reject", data={"reason": "We could not find this organisation."})
     signature = get(app, signature_id)
@@ -144,7 +149,7 @@ def test_services_count_skipped_and_unknown_ids(app, ctx, letter):
     actor = db.session.scalar(sa.select(User).where(User.id == factories.user("coordinator").id))
     outcome = moderation.approve_many([pending, pending, 999_999], actor)
     assert [s.id for s in outcome.decided] == [pending] and outcome.skipped == 1
-    with pytest.raises(SignatureError, match="not awaiting approval"):
+    with pytest.raises(SignatureError, match="is already approved, not awaiting approval"):
         moderation.reject(db.session.get(Signature, pending), "late", actor)
     with pytest.raises(SignatureError, match="Give a reason"):
         moderation.reject_many([pending], "  ", actor)
