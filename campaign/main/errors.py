@@ -33,8 +33,17 @@ def install_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(RateLimitExceeded)
     def _too_many(error: RateLimitExceeded) -> Response:
-        response = make_response(_http(error))
         seconds = _retry_after()
+        if is_api_request():
+            response = http_problem(error)
+        else:
+            wait = f"in {seconds} second{'' if seconds == 1 else 's'}" if seconds else "in a minute"
+            message = (
+                f"Too many attempts from your address: nothing was recorded. Try again {wait}; "
+                "your browser's Back button returns to the form with what you typed."
+            )
+            page = render_template("errors/error.html", code=429, title="Too many attempts", message=message)
+            response = make_response(page, 429)
         if seconds is not None:
             response.headers["Retry-After"] = str(seconds)
         return response
