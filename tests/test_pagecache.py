@@ -75,6 +75,12 @@ def change(app: Flask, make: Callable[[Letter], object]) -> None:
         db.session.commit()
 
 
+def settings(**changed: object) -> Callable[[Letter], None]:
+    """A change to ``change`` the letter's settings with: those given, none of the others."""
+    values = {"signature_deadline": None, "embargo_until": None, "meeting": None, "members_only": False, **changed}
+    return lambda letter: letters.update_settings(letter, **values)
+
+
 def signature_named(letter: Letter, name: str) -> Signature:
     return db.session.scalar(
         sa.select(Signature).where(Signature.letter_id == letter.id, Signature.organisation_name == name)
@@ -268,7 +274,7 @@ def _confirm_and_approve(letter: Letter) -> None:
 def test_the_kept_page_ends_at_the_signature_deadline(app, reader):
     letter = publish(app)
     deadline = utcnow() + timedelta(seconds=3)
-    change(app, lambda it: letters.update_settings(it, signature_deadline=deadline, embargo_until=None, meeting=None))
+    change(app, settings(signature_deadline=deadline))
     assert "Sign this letter" in page(reader, letter)
     count, _ = queries_for(app, reader, f"/letters/{letter.slug}")
     assert count == 0
@@ -283,8 +289,17 @@ def test_an_embargo_set_later_hides_the_kept_page(app, reader):
     letter = publish(app)
     page(reader, letter)
     embargo = utcnow() + timedelta(days=1)
-    change(app, lambda it: letters.update_settings(it, signature_deadline=None, embargo_until=embargo, meeting=None))
+    change(app, settings(embargo_until=embargo))
     assert reader.get(f"/letters/{letter.slug}").status_code == 404
+
+
+@pytest.mark.redis
+@needs_redis
+def test_a_letter_made_members_only_loses_the_kept_pages_sign_button(app, reader):
+    letter = publish(app)
+    assert "Sign this letter" in page(reader, letter)
+    change(app, settings(members_only=True))
+    assert "Sign this letter" not in page(reader, letter)
 
 
 @pytest.mark.redis

@@ -33,6 +33,7 @@ _no_breaks = ma.validate.Regexp(r"^[^\r\n]*$", error="Must be a single line.")
 _slug = [ma.validate.Length(1, 80), ma.validate.Regexp(_SLUG, error="Lowercase letters, digits and hyphens.")]
 _language = ma.validate.OneOf(list(UN_LANGUAGES))
 _status = ma.validate.OneOf([s.value for s in LetterStatus])
+_MEMBERS_ONLY = "Only member organisations may sign: the public has no sign-on form"
 
 
 def _no_nul(value: str) -> None:
@@ -98,6 +99,7 @@ class LetterSchema(ma.Schema):
     signature_deadline = ma.fields.AwareDateTime(allow_none=True)
     embargo_until = ma.fields.AwareDateTime(allow_none=True)
     accepts_signatures = ma.fields.Boolean(required=True)
+    members_only = ma.fields.Boolean(required=True, metadata={"description": _MEMBERS_ONLY})
     meeting = ma.fields.Nested(MeetingSchema, allow_none=True)
     current_revision = ma.fields.Integer(allow_none=True, metadata={"description": "Number of the latest revision"})
     published_revision = ma.fields.Integer(allow_none=True, metadata={"description": "Number of the public revision"})
@@ -117,6 +119,7 @@ class _LetterInput(ma.Schema):
     signature_deadline = ma.fields.AwareDateTime(allow_none=True, validate=_sane_time)
     embargo_until = ma.fields.AwareDateTime(allow_none=True, validate=_sane_time)
     meeting_id = ma.fields.Integer(allow_none=True, validate=ma.validate.Range(1, 2**31 - 1))
+    members_only = ma.fields.Boolean(metadata={"description": _MEMBERS_ONLY})
 
 
 class LetterCreateSchema(_LetterInput):
@@ -124,6 +127,7 @@ class LetterCreateSchema(_LetterInput):
     body_markdown = ma.fields.String(required=True, validate=[ma.validate.Length(1, services.MAX_BODY), _no_nul])
     slug = ma.fields.String(validate=_slug, metadata={"description": "Made from the title when not given"})
     language = ma.fields.String(load_default="en", validate=_language)
+    members_only = ma.fields.Boolean(load_default=False, metadata={"description": _MEMBERS_ONLY})
 
 
 class LetterUpdateSchema(_LetterInput):
@@ -188,6 +192,7 @@ def _view(letter: Letter) -> dict[str, Any]:
         "signature_deadline": letter.signature_deadline,
         "embargo_until": letter.embargo_until,
         "accepts_signatures": letter.accepts_signatures(),
+        "members_only": letter.members_only,
         "meeting": letter.meeting,
         "current_revision": letter.current_revision.number if staff and letter.current_revision else None,
         "published_revision": letter.published_revision.number if letter.published_revision else None,
@@ -252,6 +257,7 @@ def create_letter(data: dict[str, Any]) -> Any:
             signature_deadline=data.get("signature_deadline"),
             embargo_until=data.get("embargo_until"),
             meeting=meeting,
+            members_only=data["members_only"],
         )
     except services.LetterError as exc:
         db.session.rollback()
@@ -288,7 +294,7 @@ def update_letter(data: dict[str, Any], slug: str) -> Any:
         addressee=data.get("addressee", current.addressee),
         note=data.get("note", ""),
     )
-    settings = {"signature_deadline", "embargo_until", "meeting_id"} & data.keys()
+    settings = {"signature_deadline", "embargo_until", "meeting_id", "members_only"} & data.keys()
     meeting = _meeting_or_problem(data["meeting_id"]) if "meeting_id" in data else letter.meeting
     try:
         if letter.status_enum is LetterStatus.SENT:
@@ -301,6 +307,7 @@ def update_letter(data: dict[str, Any], slug: str) -> Any:
                 signature_deadline=data.get("signature_deadline", letter.signature_deadline),
                 embargo_until=data.get("embargo_until", letter.embargo_until),
                 meeting=meeting,
+                members_only=data.get("members_only", letter.members_only),
             )
     except services.LetterError as exc:
         db.session.rollback()

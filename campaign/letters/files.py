@@ -24,7 +24,17 @@ from campaign.letters.models import UN_LANGUAGES, Letter, LetterStatus, Translat
 from campaign.letters.services import LetterText
 
 MAX_FILE_BYTES = 1_000_000
-LETTER_KEYS = ("title", "slug", "language", "status", "addressee", "signature_deadline", "embargo_until", "meeting")
+LETTER_KEYS = (
+    "title",
+    "slug",
+    "language",
+    "status",
+    "addressee",
+    "signature_deadline",
+    "embargo_until",
+    "members_only",
+    "meeting",
+)
 TRANSLATION_KEYS = ("title", "slug", "language", "status", "addressee")
 MEETING_KEYS = ("title", "location", "starts_at", "ends_at", "timezone", "description")
 _SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
@@ -58,6 +68,7 @@ class LetterFile:
     status: str | None = None
     signature_deadline: datetime | None = None
     embargo_until: datetime | None = None
+    members_only: bool = False
     meeting: MeetingSource | None = None
 
 
@@ -129,6 +140,7 @@ def parse(data: bytes, path: Path) -> LetterFile:
         status=status,
         signature_deadline=_instant(meta, "signature_deadline"),
         embargo_until=_instant(meta, "embargo_until"),
+        members_only=_flag(meta, "members_only"),
         meeting=_meeting(meta.get("meeting")),
     )
 
@@ -204,6 +216,13 @@ def _string(meta: dict[str, Any], key: str, prefix: str = "") -> str | None:
     if value is not None and not isinstance(value, str):
         raise LetterFileError(f"{prefix}{key}: give text (in quotes if YAML reads it as a number, date or yes/no).")
     return value
+
+
+def _flag(meta: dict[str, Any], key: str) -> bool:
+    value = meta.get(key)
+    if value is not None and not isinstance(value, bool):
+        raise LetterFileError(f"{key}: give true or false.")
+    return bool(value)
 
 
 def clean_body(body: str) -> str:
@@ -314,6 +333,8 @@ def documents(letter: Letter) -> dict[str, str]:
         meta["signature_deadline"] = _utc(letter.signature_deadline)
     if letter.embargo_until:
         meta["embargo_until"] = _utc(letter.embargo_until)
+    if letter.members_only:
+        meta["members_only"] = True
     if letter.meeting:
         meeting = letter.meeting
         meta["meeting"] = {"title": meeting.title, "location": meeting.location or None}

@@ -7,7 +7,7 @@ from functools import cache
 from zoneinfo import ZoneInfo, available_timezones
 
 from flask_wtf import FlaskForm
-from wtforms import DateTimeLocalField, SelectField, StringField, TextAreaField
+from wtforms import BooleanField, DateTimeLocalField, SelectField, StringField, TextAreaField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, InputRequired, Length, Optional, Regexp
 
@@ -113,6 +113,11 @@ class LetterForm(_TextFields):
         "Time zone of these times", choices=lambda: timezone_choices(("UTC", *COMMON_TIMEZONES)), default="UTC"
     )
     meeting = SelectField("Meeting", validate_choice=False, description="The occasion the letter is written for.")
+    members_only = BooleanField(
+        "Member organisations only",
+        description="No public sign-on form: only the coalition's member organisations can sign. "
+        "Signatures already given stay.",
+    )
 
     def deadline_utc(self) -> datetime | None:
         return local_to_utc(self.signature_deadline.data, self.timezone.data)

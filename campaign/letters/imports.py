@@ -95,14 +95,18 @@ def _deadline_after_walk(source: files.LetterFile, moves: list[LetterStatus]) ->
 def _settle(letter: Letter, source: files.LetterFile, meeting: Meeting | None, author: object) -> list[str]:
     """Bring the letter's settings and status to what the file says; what changed, for the report."""
     moves = services.moves_to(letter, source.status) if source.status else []
-    wanted = (source.signature_deadline, source.embargo_until, meeting.id if meeting else None)
-    differs = (letter.signature_deadline, letter.embargo_until, letter.meeting_id) != wanted
+    wanted = (source.signature_deadline, source.embargo_until, meeting.id if meeting else None, source.members_only)
+    differs = (letter.signature_deadline, letter.embargo_until, letter.meeting_id, letter.members_only) != wanted
     later = _deadline_after_walk(source, moves)
     notes: list[str] = []
 
     def apply_settings() -> None:
         services.update_settings(
-            letter, signature_deadline=source.signature_deadline, embargo_until=source.embargo_until, meeting=meeting
+            letter,
+            signature_deadline=source.signature_deadline,
+            embargo_until=source.embargo_until,
+            meeting=meeting,
+            members_only=source.members_only,
         )
         notes.append("settings updated")
 
@@ -138,6 +142,7 @@ def _apply_letter(source: files.LetterFile, author: object, create_only: bool) -
             signature_deadline=None if _deadline_after_walk(source, walk) else source.signature_deadline,
             embargo_until=source.embargo_until,
             meeting=meeting,
+            members_only=source.members_only,
         )
         _settle(letter, source, meeting, author)
         return Outcome(source.path, "created", [f"status {letter.status}", *notes])

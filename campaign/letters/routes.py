@@ -102,6 +102,7 @@ def new_letter() -> str | Response:
                 signature_deadline=form.deadline_utc(),
                 embargo_until=form.embargo_utc(),
                 meeting=_meeting_from_form(form),
+                members_only=form.members_only.data,
             )
         except services.LetterError as exc:
             db.session.rollback()
@@ -129,13 +130,14 @@ def edit_letter(slug: str) -> str | Response:
             "signature_deadline": utc_to_local(letter.signature_deadline),
             "embargo_until": utc_to_local(letter.embargo_until),
             "meeting": str(letter.meeting_id or ""),
+            "members_only": letter.members_only,
         }
     )
     del form.slug, form.language
     form.meeting.choices = meeting_choices()
     preview = render(form.body_markdown.data or "") if wants_preview() else None
     if preview is None and form.validate_on_submit():
-        settings_before = (letter.signature_deadline, letter.embargo_until, letter.meeting_id)
+        settings_before = _settings(letter)
         try:
             revision = services.save_revision(letter, form.text(), author=current_user)
             services.update_settings(
@@ -143,18 +145,23 @@ def edit_letter(slug: str) -> str | Response:
                 signature_deadline=form.deadline_utc(),
                 embargo_until=form.embargo_utc(),
                 meeting=_meeting_from_form(form),
+                members_only=form.members_only.data,
             )
         except services.LetterError as exc:
             db.session.rollback()
             flash(str(exc), "error")
         else:
-            settings_changed = settings_before != (letter.signature_deadline, letter.embargo_until, letter.meeting_id)
+            settings_changed = settings_before != _settings(letter)
             db.session.commit()
             _flash_saved(letter, revision, settings_changed)
             return redirect(url_for("letters.letter", slug=letter.slug))
     if preview is None:  # the page opens on a preview of the text being edited
         preview = render(form.body_markdown.data or "")
     return render_template("letters/admin/letter_form.html", form=form, letter=letter, preview=preview)
+
+
+def _settings(letter: Letter) -> tuple[object, ...]:
+    return letter.signature_deadline, letter.embargo_until, letter.meeting_id, letter.members_only
 
 
 def _flash_saved(letter: Letter, revision: Revision | None, settings_changed: bool) -> None:

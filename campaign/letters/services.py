@@ -146,6 +146,7 @@ def create_letter(
     signature_deadline: datetime | None = None,
     embargo_until: datetime | None = None,
     meeting: Meeting | None = None,
+    members_only: bool = False,
 ) -> Letter:
     text = _check_text(text)
     wanted = slugify(slug) if slug else _title_slug(text.title)
@@ -157,6 +158,7 @@ def create_letter(
         signature_deadline=signature_deadline,
         embargo_until=embargo_until,
         meeting=meeting,
+        members_only=members_only,
         created_by_id=getattr(author, "id", None),
     )
     db.session.add(letter)
@@ -193,7 +195,12 @@ def update_settings(
     signature_deadline: datetime | None,
     embargo_until: datetime | None,
     meeting: Meeting | None,
+    members_only: bool,
 ) -> None:
+    """Set the letter's deadline, embargo, meeting and whether only member organisations may sign.
+
+    A sent letter's settings are final; what changed is recorded in the audit log.
+    """
     _refuse_if_sent(letter)
     changed = {
         name: str(value)
@@ -201,10 +208,12 @@ def update_settings(
             ("signature_deadline", signature_deadline),
             ("embargo_until", embargo_until),
             ("meeting_id", meeting.id if meeting else None),
+            ("members_only", members_only),
         )
         if getattr(letter, name) != value
     }
     letter.signature_deadline, letter.embargo_until, letter.meeting = signature_deadline, embargo_until, meeting
+    letter.members_only = members_only
     db.session.flush()
     if changed:
         audit.record("letter.settings", letter, f"Changed settings of {letter.slug}", **changed)

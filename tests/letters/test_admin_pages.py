@@ -224,6 +224,25 @@ def test_edit_settings_alone_makes_no_revision(app, client, staff):
     assert 'value="2026-09-22T14:00"' in _text(client.get(f"/admin/letters/{slug}/edit"))
 
 
+def test_members_only_is_set_on_the_form_shown_and_audited(app, client, staff):
+    response = client.post("/admin/letters/new", data=letter_form(members_only="y"))
+    slug = response.headers["Location"].rsplit("/", 1)[1]
+    assert letter_row(app, slug).members_only is True
+    assert "Member organisations only: no public sign-on form" in _text(client.get(f"/admin/letters/{slug}"))
+    edit = _text(client.get(f"/admin/letters/{slug}/edit"))
+    assert re.search(r'<input aria-describedby="members_only-help" checked id="members_only"', edit)
+
+    response = client.post(f"/admin/letters/{slug}/edit", data=_edit_form(app, slug), follow_redirects=True)
+    assert "Settings saved." in _text(response)
+    assert letter_row(app, slug).members_only is False
+    assert "organisations outside the coalition on the public form" in _text(client.get(f"/admin/letters/{slug}"))
+    (event,) = events(app, "letter.settings")
+    assert (event.actor_id, event.details) == (staff.id, {"members_only": "False"})
+    client.post(f"/admin/letters/{slug}/edit", data=_edit_form(app, slug, members_only="y"))
+    assert [e.details for e in events(app, "letter.settings")] == [{"members_only": "False"}, {"members_only": "True"}]
+    assert len(revisions_of(app, slug)) == 1
+
+
 def test_a_refused_save_changes_nothing(app, client, staff):
     slug = make_letter(app)
     form = _edit_form(app, slug, body_markdown="Changed\x00text", signature_deadline="2026-09-22T10:00")

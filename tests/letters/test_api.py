@@ -115,14 +115,18 @@ def test_a_letter_reads_with_every_field(app, client, make_letter, staff):
     with app.app_context():
         letter = services.get_letter(slug)
         services.update_settings(
-            letter, signature_deadline=LATER, embargo_until=None, meeting=db.session.get(Meeting, meeting_id)
+            letter,
+            signature_deadline=LATER,
+            embargo_until=None,
+            meeting=db.session.get(Meeting, meeting_id),
+            members_only=False,
         )
         services.save_translation(letter, "fr", services.LetterText(title="Lisez-moi", body_markdown="Excellences,"))
         db.session.commit()
     body = client.get(f"/api/v1/letters/{slug}", headers=staff).get_json()
     assert set(body) == {
         "slug", "title", "language", "status", "addressee", "body_markdown", "body_html", "signature_deadline",
-        "embargo_until", "accepts_signatures", "meeting", "current_revision", "published_revision",
+        "embargo_until", "accepts_signatures", "members_only", "meeting", "current_revision", "published_revision",
         "published_date", "created_date", "modified_date", "translations",
     }  # fmt: skip
     assert body["body_html"] == "<p>Excellencies,</p>\n<p><strong>Read me</strong>.</p>"
@@ -250,6 +254,28 @@ def test_patch_saves_a_revision_only_when_the_text_changes(app, client, make_let
     assert cleared.get_json()["embargo_until"] is None
     revisions = client.get(f"{url}/revisions", headers=staff).get_json()
     assert [(r["number"], r["note"]) for r in revisions["items"]] == [(2, "Tightened"), (1, "")]
+
+
+def test_members_only_is_optional_false_by_default_and_settable(app, client, staff, members, coordinator):
+    plain = client.post("/api/v1/letters", headers=staff, json={"title": "Plain", "body_markdown": "Text"})
+    assert plain.get_json()["members_only"] is False
+    body = {"title": "Members", "body_markdown": "Text", "members_only": True}
+    created = client.post("/api/v1/letters", headers=staff, json=body).get_json()
+    assert created["members_only"] is True
+    url = f"/api/v1/letters/{created['slug']}"
+    assert client.patch(url, headers=staff, json={"title": "Members only"}).get_json()["members_only"] is True
+    opened = client.patch(url, headers=staff, json={"members_only": False}).get_json()
+    assert (opened["members_only"], opened["current_revision"]) == (False, 2)
+    with app.app_context():
+        assert services.get_letter(created["slug"]).members_only is False
+        event = db.session.scalar(sa.select(AuditEvent).where(AuditEvent.action == "letter.settings"))
+        assert (event.actor_id, event.details) == (coordinator.id, {"members_only": "False"})
+    refused = client.patch(url, headers=staff, json={"members_only": "perhaps"})
+    assert refused.status_code == 422 and "members_only" in refused.get_json()["errors"]["json"]
+    for transition in ("review", "open"):
+        client.post(f"{url}/transitions", headers=staff, json={"to": transition})
+    client.patch(url, headers=staff, json={"members_only": True})
+    assert client.get(url, headers=members).get_json()["members_only"] is True
 
 
 def test_patch_problems(client, make_letter, staff):
@@ -390,6 +416,9 @@ def test_the_document_describes_the_letters_api(client):
     assert set(spec["paths"]["/api/v1/letters/{slug}"]) >= {"get", "patch"}
     responses = spec["paths"]["/api/v1/letters/{slug}/transitions"]["post"]["responses"]
     assert {"200", "401", "403", "404", "409", "422"} <= set(responses)
+    create = spec["components"]["schemas"]["LetterCreate"]
+    assert create["properties"]["members_only"]["default"] is False  # optional: older clients leave it out
+    assert "members_only" not in create["required"]
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SEED = ROOT.parent / "shared/seed/open-letter-veto-restraint-2015.md"
 DEMO_LETTERS = ROOT / "letters"
 DEMO_SLUG = "protect-civilians-ministerial-2027"
+MEMBERS_DEMO_SLUG = "health-care-in-conflict-2027"
 
 
 def seed_as_letter_file(status: str = "sent", deadline: str = "2015-09-29T22:00:00Z") -> str:
@@ -269,6 +270,26 @@ def test_removing_optional_keys_clears_the_settings(app, runner, folder):
         assert (letter.embargo_until, letter.meeting_id) == (None, None)
 
 
+def test_members_only_imports_exports_and_clears(app, runner, folder, tmp_path):
+    path = write(folder, "a-letter.md", letter_file(status="open", members_only=True))
+    assert "a-letter.md: created (status open)" in run_import(runner, path).output
+    with app.app_context():
+        assert get(app, "a-letter").members_only is True
+    runner.invoke(args=["letters", "export", "a-letter", "--output", str(tmp_path / "out")])
+    exported = (tmp_path / "out" / "a-letter.md").read_text(encoding="utf-8")
+    assert "\nmembers_only: true\n" in exported
+    assert "1 unchanged; 0 errors" in run_import(runner, tmp_path / "out").output
+
+    path.write_text(letter_file(status="open"))
+    assert "a-letter.md: updated (settings updated)" in run_import(runner, path).output
+    with app.app_context():
+        assert get(app, "a-letter").members_only is False
+        event = db.session.scalar(sa.select(AuditEvent).where(AuditEvent.action == "letter.settings"))
+        assert event.details == {"members_only": "False"}
+    runner.invoke(args=["letters", "export", "a-letter", "--output", str(tmp_path / "again")])
+    assert "members_only" not in (tmp_path / "again" / "a-letter.md").read_text(encoding="utf-8")
+
+
 # --- translations ------------------------------------------------------------------
 
 
@@ -325,6 +346,7 @@ BAD_FILES = [
     ("words-date", "a.md", GOOD_META + "embargo_until: next week\n---\n\nBody\n", "give a date and a time"),
     ("date-only", "a.md", GOOD_META + "signature_deadline: 2031-09-15\n---\n\nBody\n", "give a date and a time"),
     ("naive-deadline", "a.md", GOOD_META + "signature_deadline: '2031-09-15T10:00:00'\n---\n\nB\n", "add the offset"),
+    ("members-only-text", "a.md", GOOD_META + "members_only: 'true'\n---\n\nB\n", "members_only: give true or false"),
     ("year-range", "a.md", GOOD_META + "embargo_until: '9999-12-31T23:00:00-05:00'\n---\n\nB\n", "out of range"),
     (
         "meeting-offset",
@@ -364,6 +386,7 @@ BAD_FILES = [
     ("over-large", "a.md", GOOD_META + "---\n\n" + "x" * files.MAX_FILE_BYTES, "a letter file may have 1,000,000"),
     ("orphan-translation", "ghost.fr.md", GOOD_META + "---\n\nBonjour\n", "There is no letter 'ghost' to translate"),
     ("translation-key", "ghost.fr.md", GOOD_META + "embargo_until: x\n---\n\nB\n", "Unknown key embargo_until"),
+    ("translation-members", "ghost.fr.md", GOOD_META + "members_only: true\n---\n\nB\n", "Unknown key members_only"),
     ("wrong-extension", "a.txt", GOOD_META + "---\n\nBody\n", "A letter file's name ends in .md"),
 ]
 
@@ -430,10 +453,11 @@ def before_the_demo_deadline(monkeypatch):
 
 def test_the_shipped_letters_are_what_export_writes(app, runner, tmp_path, before_the_demo_deadline):
     names = sorted(p.name for p in DEMO_LETTERS.iterdir())
-    assert names == [f"{DEMO_SLUG}.ar.md", f"{DEMO_SLUG}.fr.md", f"{DEMO_SLUG}.md"]
+    assert names == [f"{MEMBERS_DEMO_SLUG}.md", f"{DEMO_SLUG}.ar.md", f"{DEMO_SLUG}.fr.md", f"{DEMO_SLUG}.md"]
     result = run_import(runner, DEMO_LETTERS)
     assert result.exit_code == 0, result.output
-    runner.invoke(args=["letters", "export", DEMO_SLUG, "--output", str(tmp_path)])
+    for slug in (DEMO_SLUG, MEMBERS_DEMO_SLUG):
+        runner.invoke(args=["letters", "export", slug, "--output", str(tmp_path)])
     for name in names:
         assert (tmp_path / name).read_text(encoding="utf-8") == (DEMO_LETTERS / name).read_text(encoding="utf-8")
 
@@ -442,7 +466,8 @@ def test_demo_load_opens_the_letter_once(app, runner, before_the_demo_deadline):
     first = runner.invoke(args=["demo", "load"])
     assert first.exit_code == 0, first.output
     assert f"{DEMO_SLUG}.md: created (status open; meeting" in first.output
-    assert "3 created; 0 errors" in first.output
+    assert f"{MEMBERS_DEMO_SLUG}.md: created (status open)" in first.output
+    assert "4 created; 0 errors" in first.output
     loaded = totals(app)
     with app.app_context():
         letter = get(app, DEMO_SLUG)
@@ -452,8 +477,11 @@ def test_demo_load_opens_the_letter_once(app, runner, before_the_demo_deadline):
         assert "80<sup>th</sup>" in html and "<strong>Civilian Shield Coalition</strong>" in html and "<ul>" in html
         assert "80<sup>e</sup>" in letter.translation("fr").published_revision.body_html
         assert (letter.meeting.timezone, letter.meeting.starts_at_local) == ("Europe/Zurich", datetime(2027, 9, 21, 10))
+        assert not letter.members_only
+        statement = get(app, MEMBERS_DEMO_SLUG)
+        assert statement.members_only and statement.accepts_signatures() and statement.is_public()
     second = runner.invoke(args=["demo", "load"])
-    assert second.exit_code == 0 and "3 kept; 0 errors" in second.output
+    assert second.exit_code == 0 and "4 kept; 0 errors" in second.output
     assert totals(app) == loaded
 
 

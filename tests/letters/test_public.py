@@ -139,7 +139,9 @@ def test_list_newest_first_with_occasion_deadline_status_and_pages(app, client, 
     third = publish(app, LetterText(title="Third letter", body_markdown="Three."))
     with app.app_context():
         letter = services.get_letter(third.slug)
-        services.update_settings(letter, signature_deadline=deadline, embargo_until=None, meeting=None)
+        services.update_settings(
+            letter, signature_deadline=deadline, embargo_until=None, meeting=None, members_only=False
+        )
         db.session.commit()
 
     html = client.get("/letters").get_data(as_text=True)
@@ -165,7 +167,7 @@ def test_deadline_passed_is_shown(app, client):
     with app.app_context():
         saved = services.get_letter(letter.slug)
         past = utcnow() - timedelta(hours=1)
-        services.update_settings(saved, signature_deadline=past, embargo_until=None, meeting=None)
+        services.update_settings(saved, signature_deadline=past, embargo_until=None, meeting=None, members_only=False)
         db.session.commit()
 
     html = client.get(f"/letters/{letter.slug}").get_data(as_text=True)

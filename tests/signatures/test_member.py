@@ -25,11 +25,11 @@ TEXT = LetterText(
 )
 
 
-def open_letter(app, *, deadline=None, slug=None, text=TEXT) -> str:
+def open_letter(app, *, deadline=None, slug=None, text=TEXT, members_only=False) -> str:
     """A letter opened for signatures through the letters services; returns its slug."""
     deadline = deadline or utcnow() + timedelta(days=10)
     with app.app_context():
-        letter = letters.create_letter(text, slug=slug, signature_deadline=deadline)
+        letter = letters.create_letter(text, slug=slug, signature_deadline=deadline, members_only=members_only)
         letters.transition(letter, "review")
         letters.transition(letter, "open")
         db.session.commit()
@@ -78,6 +78,23 @@ def test_member_sees_open_letters_and_signs_in_one_step(app, client, auth, membe
     page = client.get(f"/sign/{slug}").get_data(as_text=True)
     assert "Signed" in page and "Withdraw our signature" in page
     assert "Signed" in client.get("/sign").get_data(as_text=True)
+
+
+def test_members_sign_a_members_only_letter_on_the_page_and_through_the_api(
+    app, client, auth, member, make_account, bearer
+):
+    slug = open_letter(app, members_only=True)
+    auth.login(member)
+    assert TEXT.title in client.get("/sign").get_data(as_text=True)
+    assert sign(client, slug).status_code == 302
+    other = make_account("member")
+    url = f"/api/v1/letters/{slug}/signatures"
+    signed = client.post(url, json={"signer_name": "Ada Lovelace"}, headers=bearer(other))
+    assert signed.status_code == 201 and signed.get_json()["status"] == "approved"
+    found = signatures_of(app, slug)
+    assert [(s.source, s.status) for s in found] == [("member", "approved"), ("member", "approved")]
+    public = client.get(f"/letters/{slug}").get_data(as_text=True)
+    assert all(s.organisation_name in public for s in found) and "Sign this letter" not in public
 
 
 def test_a_second_signature_is_refused_with_who_and_when(app, client, auth, member):
