@@ -96,6 +96,39 @@ def test_report_page_counts_charts_and_lists_everything(app, client, auth, coord
     assert "Signer 0" in html
 
 
+def _follow(client, page: str, text: str) -> str:
+    """The page the link reading ``text`` on ``page`` leads to, which must answer 200."""
+    html = client.get(page).get_data(as_text=True)
+    found = re.search(rf'<a href="([^"]+)">{re.escape(text)}</a>', html)
+    assert found, f"no link {text!r} on {page}"
+    response = client.get(found.group(1))
+    assert response.status_code == 200, found.group(1)
+    return response.get_data(as_text=True)
+
+
+def test_the_letter_page_the_queue_and_a_signature_link_to_the_report(app, client, auth, coordinator, letter):
+    auth.login(coordinator)
+    title = ORIGINAL.title
+    with app.app_context():
+        pending = db.session.scalar(sa.select(Signature.id).where(Signature.status == "pending_approval"))
+    for page, text in [
+        (f"/admin/letters/{letter.slug}", "Signatures report"),
+        ("/admin/signatures", title),
+        (f"/admin/signatures?letter={letter.slug}&status=all", title),
+        (f"/admin/signatures/{pending}", "Signatures report"),
+    ]:
+        report = _follow(client, page, text)
+        assert f"<h1>Signatures: {title}</h1>" in report and "d@example.org" in report
+    queue = _follow(client, f"/admin/letters/{letter.slug}", "Signatures awaiting approval")
+    assert "@At Org" in queue and "+Plus Org" not in queue
+
+
+def test_a_draft_has_no_report_link(app, client, auth, coordinator):
+    draft = publish(app, ORIGINAL, status="draft")
+    auth.login(coordinator)
+    assert "/report" not in client.get(f"/admin/letters/{draft.slug}").get_data(as_text=True)
+
+
 @pytest.mark.parametrize("path", ["report", "export.csv", "export.json"])
 def test_reports_are_for_staff_only(app, client, auth, member, letter, path):
     url = f"/admin/signatures/letters/{letter.slug}/{path}"
