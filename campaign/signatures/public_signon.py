@@ -332,12 +332,13 @@ def verify(token: str) -> Signature | None:
     """Confirm the email address: pending verification → pending approval; flushes.
 
     None for a bad, expired or superseded link.  An already confirmed signature is
-    returned unchanged (the page says so).  Refused once the letter stopped taking signatures.
+    returned unchanged (the page says so).  Refused once the letter stopped taking signatures,
+    or takes only members' since the sign-on.
     """
     signature = signature_for_token(token)
     if signature is None or signature.status != SignatureStatus.PENDING_VERIFICATION:
         return signature
-    refusal = why_not_signable(signature.letter)
+    refusal = why_not_signable(signature.letter) or (MEMBERS_ONLY if signature.letter.members_only else None)
     if refusal:
         raise SignatureError(refusal)
     signature.status = SignatureStatus.PENDING_APPROVAL.value

@@ -280,14 +280,21 @@ def test_a_letter_past_its_deadline_refuses_though_still_open(app, client, lette
     assert "Sign this letter" not in client.get(f"/letters/{letter.slug}").get_data(as_text=True)
 
 
-def test_confirmation_after_the_deadline_is_refused(app, client, letter, outbox):
+@pytest.mark.parametrize("change", ["deadline passed", "members only"])
+def test_confirmation_is_refused_once_the_letter_no_longer_takes_the_signature(app, client, letter, outbox, change):
     client.post(f"/letters/{letter.slug}/sign", data=FORM)
     link = confirm_link(outbox, letter.slug)
     with app.app_context():
-        letters.get_letter(letter.slug).signature_deadline = utcnow() - timedelta(minutes=1)
+        if change == "deadline passed":
+            letters.get_letter(letter.slug).signature_deadline = utcnow() - timedelta(minutes=1)
+        else:
+            letters.get_letter(letter.slug).members_only = True
         db.session.commit()
-    assert client.post(link).status_code == 409
+    refused = client.post(link)
+    assert refused.status_code == 409
     assert rows(app)[0].status == "pending_verification"
+    if change == "members only":
+        assert "signed by member organisations only" in refused.get_data(as_text=True)
 
 
 def test_members_only_letters_have_no_public_form(app, client, letter):
