@@ -26,19 +26,52 @@ class AccountError(ValueError):
 
 # --- organisations -----------------------------------------------------------
 
-_LEGAL_SUFFIXES = {"inc", "ltd", "llc", "ev", "asbl", "gmbh", "ngo", "association", "the"}
+#: Legal forms dropped from the END of a name, in the coalition's languages, as they read once
+#: folded ("e. V." is "ev", "a.s.b.l." is "asbl"): words that say what kind of body an
+#: organisation is, not which one.  Not here, because they tell organisations apart:
+#: "foundation", "fondation", "stiftung", "stichting", "trust" (a foundation is often a body of
+#: its own beside the association of the same name), "network", "ag" (also a German working
+#: group).  "SA" at the end may mean South Africa; matching "S.A." is worth that risk.
+_LEGAL_FORMS = frozenset(
+    {
+        "association", "inc", "ltd", "limited", "llc", "plc", "cic", "cio", "ngo",  # English
+        "asbl", "aisbl", "ong", "sarl", "sas", "sa",  # French (and "sa" for Spanish, Portuguese)
+        "ac", "sl",  # Spanish
+        "ltda", "lda",  # Portuguese
+        "ev", "gev", "gmbh", "ggmbh", "gemeinnutzige", "gemeinnutziger", "gemeinnutziges",  # German
+        "onlus", "aps", "odv", "ets",  # Italian
+        "vzw", "ivzw", "bv", "nv",  # Dutch
+    }
+)  # fmt: skip
+#: Dropped wherever they stand, as the first version of the rule did.
+_ARTICLES = frozenset({"the"})
+_APOSTROPHES = re.compile("['\u2018\u2019\u02bc`]")
+#: A letter and its dot, joined to the next initial: "a.s.b.l." -> "asbl.", "e. V." -> "ev.";
+#: across a space only when that initial has a dot or ends the name ("Plan B. A World" stays).
+_INITIALS = re.compile(r"\b(\w)\.(?:\s+(?=\w(?:\.|$)))?(?=\w\b)")
 #: Slugs that name admin pages (``/admin/organisations/new``) rather than an organisation.
 _RESERVED_SLUGS = {"new"}
 
 
 def organisation_name_key(name: str) -> str:
-    """Fold a name for comparison: case, accents, punctuation, legal suffixes."""
+    """Fold a name for comparison, so one organisation cannot be listed twice under variants.
+
+    Case and accents are ignored; apostrophes are dropped ("Women's" is "Womens"); other
+    punctuation separates words; dotted initials join ("e. V." is "ev", "A.C." is "ac");
+    "the" is dropped anywhere; legal forms (``_LEGAL_FORMS``) are dropped only from the end,
+    one after another ("gemeinnützige GmbH"), so "SA Human Rights Network" keeps its "SA".
+    At least one word is always kept.  The keys are stored: migration ``82ee5fa2813a``
+    recomputed them with a copy of this rule, and a change to it needs a migration like it.
+    """
     text = unicodedata.normalize("NFKD", name.casefold())
     text = "".join(ch for ch in text if not unicodedata.combining(ch))
-    text = re.sub(r"\b(\w)\.(?=\w\b)", r"\1", text)  # "e.v." -> "ev", "a.s.b.l." -> "asbl"
+    text = _APOSTROPHES.sub("", text)
+    text = _INITIALS.sub(r"\1", text)
     words = re.sub(r"[^\w]+", " ", text).split()
-    kept = [w for w in words if w not in _LEGAL_SUFFIXES] or words
-    return " ".join(kept)[:200]
+    words = [w for w in words if w not in _ARTICLES] or words
+    while len(words) > 1 and words[-1] in _LEGAL_FORMS:
+        words.pop()
+    return " ".join(words)[:200]
 
 
 def slugify(text: str) -> str:

@@ -177,7 +177,32 @@ def test_sign_on_is_rate_limited(limited_app, separate_app, store):
 
 
 @pytest.mark.parametrize(
-    "typed", ["Réseau Océan Propre", "reseau ocean propre", "RÉSEAU  OCÉAN-PROPRE", "Réseau Océan Propre a.s.b.l."]
+    "typed",
+    [
+        "Réseau Océan Propre",
+        "reseau ocean propre",
+        "RÉSEAU  OCÉAN-PROPRE",
+        "Réseau Océan Propre a.s.b.l.",
+        "The Réseau Océan Propre",
+        # legal forms at the end, in the coalition's languages
+        "Réseau Océan Propre SARL",
+        "Réseau Océan Propre S.A.",
+        "Réseau Océan Propre SA",
+        "Réseau Océan Propre, A.C.",
+        "Réseau Océan Propre S.L.",
+        "Réseau Océan Propre Ltda.",
+        "Réseau Océan Propre Lda",
+        "Réseau Océan Propre e. V.",
+        "Réseau Océan Propre gGmbH",
+        "Réseau Océan Propre gemeinnützige GmbH",
+        "Réseau Océan Propre Limited",
+        "Réseau Océan Propre plc",
+        "Réseau Océan Propre CIC",
+        "Réseau Océan Propre ONG",
+        "Réseau Océan Propre vzw",
+        "Réseau Océan Propre ONLUS",
+        "Réseau Océan Propre Ltd Inc",
+    ],
 )
 def test_a_member_organisation_is_pointed_to_its_representative(app, client, letter, typed):
     with app.app_context():
@@ -190,6 +215,37 @@ def test_a_member_organisation_is_pointed_to_its_representative(app, client, let
     assert "Réseau Océan Propre is a member of the coalition" in html and f"contact {rep_name}" in html
     assert "amina@ocean.example.org" not in html
     assert rows(app) == []
+
+
+@pytest.mark.parametrize(
+    ("member", "typed"),
+    [
+        ("Women's Rights Network", "Womens Rights Network"),
+        ("Women\u2019s Rights Network", "Women's Rights Network"),  # typographic apostrophe
+        ("Women\u02bcs Rights Network", "WOMENS RIGHTS NETWORK LIMITED"),  # modifier letter
+    ],
+)
+def test_apostrophes_do_not_tell_a_member_apart(ctx, letter, member, typed):
+    factories.organisation(member, member=True)
+    with pytest.raises(SignOnInvalid, match="is a member of the coalition"):
+        public_signon.start(letters.get_letter(letter.slug), signon(organisation_name=typed), "consent")
+
+
+@pytest.mark.parametrize(
+    ("member", "typed"),
+    [
+        ("Peace", "Foundation for Peace"),
+        ("Peace", "Peace Foundation"),
+        ("Human Rights Network", "SA Human Rights Network"),
+        ("Human Rights Network", "NGO Human Rights Network"),
+        ("Solidarité", "Solidarité Association Internationale"),
+        ("Plan A World", "Plan B. A World"),
+    ],
+)
+def test_names_that_differ_in_more_than_a_legal_form_stay_distinct(ctx, letter, member, typed):
+    factories.organisation(member, member=True)
+    signature = started(letters.get_letter(letter.slug), signon(organisation_name=typed), "consent")
+    assert signature.organisation_id is None and signature.status == "pending_verification"
 
 
 def test_a_member_without_representative_points_to_the_secretariat(app, ctx, letter):
