@@ -317,6 +317,11 @@ def run_job(job_id: int) -> None:
         if handler is None:
             raise LookupError(f"no handler for job kind {row.kind!r}")
         handler(row, **row.payload)
+        if db.session.get_bind().dialect.name == "sqlite":
+            # A transaction that read cannot take the write lock once another connection wrote:
+            # the handler's work commits on its own, and the row is finished by a writer.
+            db.session.commit()
+            begin_write(db.session)
     except Exception as exc:  # noqa: BLE001 - any failure is recorded on the row
         db.session.rollback()
         _record_failure(job_id, exc)
@@ -327,6 +332,7 @@ def run_job(job_id: int) -> None:
 
 
 def _record_failure(job_id: int, exc: Exception) -> None:
+    begin_write(db.session)
     row = db.session.get(Job, job_id)
     row.error = "".join(traceback.format_exception_only(exc)).strip()[:4000]
     row.lease_until = None

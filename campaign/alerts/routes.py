@@ -19,6 +19,7 @@ from campaign.alerts.forms import DeleteForm, PreferencesForm, ResumeForm, Subsc
 from campaign.alerts.models import Subscriber, SubscriberStatus
 from campaign.alerts.subscribers import SubscribeRequest, SubscriberError
 from campaign.auth.forms import ConfirmForm
+from campaign.db import become_writer
 from campaign.extensions import csrf, db, limiter
 
 MESSAGE = "alerts/message.html"
@@ -65,6 +66,8 @@ def _apply_errors(form: SubscribeForm | PreferencesForm, error: SubscriberError)
 @limiter.limit(_limit, methods=["POST"])
 def subscribe() -> Response:
     """The same answer for every address (new, pending, confirmed, unsubscribed, suppressed)."""
+    if request.method == "POST":
+        become_writer(db.session)
     topics = subscribers.offered_topics()
     form = SubscribeForm(topics=topics)
     if request.method == "GET" and not form.topics.data:
@@ -108,6 +111,8 @@ def subscribe_sent() -> Response:
 @limiter.limit(_limit, methods=["POST"])
 def confirm(token: str) -> Response:
     """GET only shows a button: link scanners follow links, they do not press buttons."""
+    if request.method == "POST":
+        become_writer(db.session)
     subscriber = tokens.load_subscriber(token, "confirm")
     if subscriber is None:
         return _invalid_link()
@@ -153,6 +158,8 @@ def _preferences_page(subscriber: Subscriber, token: str, form: PreferencesForm 
 
 @bp.route("/subscribe/preferences/<token>", methods=["GET", "POST"])
 def preferences(token: str) -> Response:
+    if request.method == "POST":
+        become_writer(db.session)
     subscriber = tokens.load_subscriber(token, "preferences")
     if subscriber is None:
         return _invalid_link()
@@ -180,6 +187,7 @@ def preferences(token: str) -> Response:
 @bp.route("/subscribe/preferences/<token>/resume", methods=["POST"])
 def resume(token: str) -> Response:
     """Subscribe again from the preferences link, with the consent ticked again."""
+    become_writer(db.session)
     subscriber = tokens.load_subscriber(token, "preferences")
     if subscriber is None:
         return _invalid_link()
@@ -207,6 +215,7 @@ def export(token: str) -> Response:
 
 @bp.route("/subscribe/preferences/<token>/delete", methods=["POST"])
 def delete(token: str) -> Response:
+    become_writer(db.session)
     subscriber = tokens.load_subscriber(token, "preferences")
     if subscriber is None:
         return _invalid_link()
@@ -235,6 +244,8 @@ def unsubscribe(token: str) -> Response:
     so the view is exempt from CSRF; a second POST answers success again.  A bad token
     answers 400 with no word on the address.
     """
+    if request.method == "POST":
+        become_writer(db.session)
     subscriber = tokens.load_subscriber(token, "unsubscribe")
     if subscriber is None:
         return _invalid_link(400 if request.method == "POST" else 404)

@@ -9,6 +9,7 @@ from flask_wtf import FlaskForm
 from werkzeug.wrappers import Response
 
 from campaign import queue
+from campaign.db import become_writer
 from campaign.extensions import db, limiter
 from campaign.letters import services as letters
 from campaign.letters.models import Letter
@@ -52,6 +53,8 @@ def _closed(letter: Letter, reason: str, status: int) -> tuple[str, int]:
 @limiter.limit(_signon_limit, methods=["POST"])
 def sign(slug: str) -> str | Response | tuple[str, int]:
     posted = request.method == "POST"
+    if posted:
+        become_writer(db.session)
     letter = _public_letter(slug, text=not posted)
     refusal = _refusal(letter)
     if refusal:
@@ -123,6 +126,8 @@ _ALREADY = {
 @limiter.limit(_signon_limit, methods=["POST"])
 def confirm(slug: str, token: str) -> str | tuple[str, int]:
     """GET only shows a button: link scanners follow links, they do not press buttons."""
+    if request.method == "POST":
+        become_writer(db.session)
     letter = letters.public_letter(slug)
     signature = public_signon.signature_for_token(token)
     if letter is None or signature is None or signature.letter_id != letter.id:
@@ -203,6 +208,8 @@ def reconfirm_by_link(slug: str, token: str) -> str | tuple[str, int]:
 @bp.route("/letters/signer-data", methods=["GET", "POST"])
 @limiter.limit(_signon_limit, methods=["POST"])
 def signer_data() -> str | tuple[str, int]:
+    if request.method == "POST":
+        become_writer(db.session)
     form = SignerDataRequestForm()
     if form.validate_on_submit():
         public_signon.send_signer_data_link(form.email.data)
@@ -244,6 +251,7 @@ def signer_data_export(token: str) -> Response:
 
 @bp.route("/letters/signer-data/<token>/delete", methods=["POST"])
 def signer_data_erase(token: str) -> str | tuple[str, int]:
+    become_writer(db.session)
     email = _signer_email(token)
     form = EraseForm()
     if not form.validate_on_submit():
