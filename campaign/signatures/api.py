@@ -12,7 +12,7 @@ from typing import Any
 
 import marshmallow as ma
 import sqlalchemy as sa
-from flask import abort
+from flask import Response, abort
 from flask_login import current_user
 from flask_smorest import Blueprint
 from sqlalchemy.orm import selectinload
@@ -21,14 +21,14 @@ from campaign.auth.services import country_name
 from campaign.extensions import db
 from campaign.letters import services as letter_services
 from campaign.letters.models import Letter
-from campaign.restapi import PREFIX, PageArgs, api_roles, documents, page_of, paginate, problem
+from campaign.restapi import PREFIX, PageArgs, api_roles, documents, page_of, paginate, problem, refused
 from campaign.signatures import moderation, services
 from campaign.signatures.models import Signature, SignatureStatus
 
 blp = Blueprint("signatures_api", __name__, url_prefix=PREFIX, description="Signatures of letters")
 
 STAFF = ("coordinator", "admin")
-_one_line = ma.validate.Regexp(r"^[^\r\n]*$", error="Must be a single line.")
+_one_line = ma.validate.Regexp(r"^[^\x00-\x1f\x7f]*$", error="Must be a single line.")
 
 
 class SignatureEventSchema(ma.Schema):
@@ -102,6 +102,15 @@ def _view(signature: Signature, letter: Letter, staff: bool) -> dict[str, Any]:
     return view
 
 
+def _refused(exc: services.SignatureError) -> Response:
+    """An unusable value is a 422 naming its field, as the schema's own checks answer; any
+    other refusal (already signed, letter closed, not awaiting approval) is a 409."""
+    if isinstance(exc, services.SignatureInvalid):
+        db.session.rollback()
+        return problem(422, str(exc), {"json": {exc.field: [str(exc)]}})
+    return refused(exc)
+
+
 def _letter_or_404(slug: str) -> Letter:
     letter = letter_services.get_letter(slug) if len(slug) <= 120 else None
     if letter is None or not (_is_staff() or letter.is_public()):
@@ -153,8 +162,7 @@ def sign_letter(data: dict[str, Any], slug: str) -> Any:
     try:
         signature = services.sign_as_member(letter, current_user, data["signer_name"], data["signer_title"])
     except services.SignatureError as exc:
-        db.session.rollback()
-        return problem(409, str(exc))
+        return _refused(exc)
     db.session.commit()
     return _view(signature, letter, staff=True)
 
@@ -170,8 +178,7 @@ def approve_signature(slug: str, id: int) -> Any:
     try:
         moderation.approve(signature, current_user)
     except services.SignatureError as exc:
-        db.session.rollback()
-        return problem(409, str(exc))
+        return _refused(exc)
     db.session.commit()
     moderation.notify([signature])
     return _view(signature, letter, staff=True)
@@ -189,8 +196,7 @@ def reject_signature(data: dict[str, Any], slug: str, id: int) -> Any:
     try:
         moderation.reject(signature, data["reason"], current_user)
     except services.SignatureError as exc:
-        db.session.rollback()
-        return problem(409, str(exc))
+        return _refused(exc)
     db.session.commit()
     moderation.notify([signature])
     return _view(signature, letter, staff=True)

@@ -16,7 +16,7 @@ from campaign import audit
 from campaign.db import utcnow
 from campaign.extensions import db
 from campaign.signatures.models import Signature, SignatureStatus
-from campaign.signatures.services import SignatureError, record_event
+from campaign.signatures.services import SignatureError, SignatureInvalid, record_event
 
 REASON_MAX = 500
 
@@ -55,9 +55,9 @@ def _claim(signature: Signature, status: SignatureStatus) -> None:
 def _clean_reason(reason: str) -> str:
     reason = " ".join((reason or "").split())
     if not reason:
-        raise SignatureError("Give a reason for rejecting: the signer is told it.")
+        raise SignatureInvalid("reason", "Give a reason for rejecting: the signer is told it.")
     if len(reason) > REASON_MAX:
-        raise SignatureError(f"The reason is too long (at most {REASON_MAX} characters).")
+        raise SignatureInvalid("reason", f"The reason is too long (at most {REASON_MAX} characters).")
     return reason
 
 

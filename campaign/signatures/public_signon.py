@@ -27,7 +27,7 @@ from campaign.db import utcnow
 from campaign.extensions import db
 from campaign.letters.models import Letter
 from campaign.signatures.models import Signature, SignatureEvent, SignatureSource, SignatureStatus
-from campaign.signatures.services import SignatureError, record_event, why_not_signable
+from campaign.signatures.services import SignatureError, SignatureInvalid, record_event, why_not_signable
 
 VERIFY_SALT = "signature-verify"
 #: The job that renders and sends a confirmation email (``campaign.signatures.jobs``).
@@ -46,12 +46,8 @@ _FIELDS = (
 )
 
 
-class SignOnInvalid(SignatureError):
+class SignOnInvalid(SignatureInvalid):
     """A field of the sign-on form is wrong; ``field`` names it."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
-        self.field = field
 
 
 @dataclass

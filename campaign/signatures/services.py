@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -23,6 +24,14 @@ from campaign.signatures.models import Invitation, Signature, SignatureEvent, Si
 
 class SignatureError(ValueError):
     """A signing request that breaks a rule; the message is for the person signing."""
+
+
+class SignatureInvalid(SignatureError):
+    """A value given with the request is unusable, whatever the signature's state; ``field`` names it."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 def record_event(signature: Signature, kind: str, summary: str = "", actor: Any = None, **details: Any) -> None:
@@ -64,14 +73,15 @@ REMIND_JOB = "signatures.remind"
 _AFTER_COMMIT = "signatures.after_commit_jobs"
 
 
-def _one_line(value: str, what: str, required: bool = True) -> str:
-    if "\r" in value or "\n" in value or "\x00" in value:
-        raise SignatureError(f"The {what} must be a single line.")
+def _one_line(value: str, field: str, what: str, required: bool = True) -> str:
+    # Any control character: these values reach mail headers and CSV files.
+    if any(unicodedata.category(ch) == "Cc" for ch in value):
+        raise SignatureInvalid(field, f"The {what} must be a single line.")
     value = " ".join(value.split())
     if required and not value:
-        raise SignatureError(f"Give the {what}.")
+        raise SignatureInvalid(field, f"Give the {what}.")
     if len(value) > 200:
-        raise SignatureError(f"Keep the {what} under 200 characters.")
+        raise SignatureInvalid(field, f"Keep the {what} under 200 characters.")
     return value
 
 
@@ -109,8 +119,8 @@ def sign_as_member(letter: Letter, user: User, signer_name: str, signer_title: s
     organisation = user.organisation
     if user.role != Role.MEMBER or organisation is None or not organisation.member:
         raise SignatureError("Only the representative of a member organisation can sign here.")
-    signer_name = _one_line(signer_name, "signer's name")
-    signer_title = _one_line(signer_title or "", "signer's title", required=False)
+    signer_name = _one_line(signer_name, "signer_name", "signer's name")
+    signer_title = _one_line(signer_title or "", "signer_title", "signer's title", required=False)
     now = utcnow()
     fields = {
         "organisation_id": organisation.id,

@@ -140,3 +140,30 @@ def test_coordinators_approve_and_reject(app, client, coordinator, member, token
 
     other = publish(app, ORIGINAL)
     assert client.post(f"/api/v1/letters/{other.slug}/signatures/{pending}/approve", headers=headers).status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("signer_name", "message"),
+    [
+        ("   ", "Give the signer's name."),
+        ("Ada\tLovelace", "Must be a single line."),
+        ("Ada\x00Lovelace", "Must be a single line."),
+    ],
+)
+def test_an_unusable_name_is_a_422_naming_the_field(client, member, token_for, letter, signer_name, message):
+    response = client.post(
+        f"/api/v1/letters/{letter.slug}/signatures", json={"signer_name": signer_name}, headers=token_for(member)
+    )
+    assert response.status_code == 422 and response.mimetype == "application/problem+json"
+    assert response.get_json()["errors"] == {"json": {"signer_name": [message]}}
+
+
+def test_a_blank_reason_is_a_422_and_the_signature_still_awaits_approval(app, client, coordinator, token_for, letter):
+    pending = _id_of(app, "Pending Org")
+    url = f"/api/v1/letters/{letter.slug}/signatures/{pending}/reject"
+    response = client.post(url, json={"reason": "   "}, headers=token_for(coordinator))
+    assert response.status_code == 422 and response.mimetype == "application/problem+json"
+    reason = ["Give a reason for rejecting: the signer is told it."]
+    assert response.get_json()["errors"] == {"json": {"reason": reason}}
+    with app.app_context():
+        assert db.session.get(Signature, pending).status == "pending_approval"
