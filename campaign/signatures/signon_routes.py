@@ -166,6 +166,8 @@ def confirm(slug: str, token: str) -> str | tuple[str, int]:
 def reconfirm_by_link(slug: str, token: str) -> str | tuple[str, int]:
     """After a substantive change, a signer who does not sign in re-confirms or withdraws.
     GET only shows the buttons, as for the confirmation link."""
+    if request.method == "POST":
+        become_writer(db.session)
     letter = letters.public_letter(slug)
     signature = public_signon.signature_to_reconfirm(token)
     if letter is None or signature is None or signature.letter_id != letter.id:
