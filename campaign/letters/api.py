@@ -24,6 +24,7 @@ from campaign.extensions import db
 from campaign.letters import services
 from campaign.letters.models import UN_LANGUAGES, Letter, LetterStatus, Meeting, Revision
 from campaign.restapi import PREFIX, PageArgs, api_roles, documents, page_of, paginate, problem
+from campaign.signatures import services as signatures
 
 blp = Blueprint("letters_api", __name__, url_prefix=PREFIX, description="Letters, revisions and meetings")
 
@@ -313,6 +314,7 @@ def update_letter(data: dict[str, Any], slug: str) -> Any:
         db.session.rollback()
         return problem(422, str(exc))
     db.session.commit()
+    signatures.dispatch_after_commit()
     return _view(letter)
 
 
@@ -334,6 +336,7 @@ def transition_letter(data: dict[str, Any], slug: str) -> Any:
         db.session.rollback()
         return problem(409, str(exc))
     db.session.commit()
+    signatures.dispatch_after_commit()
     return _view(letter)
 
 

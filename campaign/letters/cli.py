@@ -11,6 +11,7 @@ from flask.cli import AppGroup
 
 from campaign.extensions import db
 from campaign.letters import files, imports, services
+from campaign.signatures import services as signatures
 
 letters_cli = AppGroup("letters", help="Letter files: Markdown with YAML front matter.")
 
@@ -30,11 +31,13 @@ def report(outcomes: list[imports.Outcome]) -> str:
 
 
 def import_and_commit(path: Path, *, author: object = None, create_only: bool = False) -> list[imports.Outcome]:
-    """Import what is under ``path``, committing each file that imported; one line per file."""
+    """Import what is under ``path``, committing each file that imported (then handing over the
+    reminder jobs a changed deadline moved); one line per file."""
     outcomes = []
     for outcome in imports.import_all(path, author=author, create_only=create_only):
         if outcome.ok:
             db.session.commit()
+            signatures.dispatch_after_commit()
         click.echo(f"  {outcome}")
         outcomes.append(outcome)
     return outcomes

@@ -117,6 +117,8 @@ def new_letter() -> str | Response:
 @bp.route("/<slug>/edit", methods=["GET", "POST"])
 @staff_required
 def edit_letter(slug: str) -> str | Response:
+    from campaign.signatures import services as signatures
+
     letter = get_letter_or_404(slug)
     if letter.status_enum is LetterStatus.SENT:
         flash("This letter has been sent: its text and settings are final.", "info")
@@ -153,6 +155,7 @@ def edit_letter(slug: str) -> str | Response:
         else:
             settings_changed = settings_before != _settings(letter)
             db.session.commit()
+            signatures.dispatch_after_commit()
             _flash_saved(letter, revision, settings_changed)
             return redirect(url_for("letters.letter", slug=letter.slug))
     if preview is None:  # the page opens on a preview of the text being edited
@@ -211,6 +214,8 @@ def letter(slug: str) -> str:
 @staff_required
 def transition(slug: str, to: str) -> str | Response:
     """GET says what the move will do; POST (a confirmed form) makes it."""
+    from campaign.signatures import services as signatures
+
     letter = get_letter_or_404(slug)
     try:
         target = LetterStatus(to)
@@ -229,6 +234,7 @@ def transition(slug: str, to: str) -> str | Response:
             flash(str(exc), "error")
         else:
             db.session.commit()
+            signatures.dispatch_after_commit()
             flash(f"{letter.title}: {before.label.lower()} → {target.label.lower()}.", "success")
         return redirect(url_for("letters.letter", slug=letter.slug))
     return render_template("letters/admin/transition.html", letter=letter, target=target, form=form, now=utcnow())

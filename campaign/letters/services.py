@@ -199,7 +199,9 @@ def update_settings(
 ) -> None:
     """Set the letter's deadline, embargo, meeting and whether only member organisations may sign.
 
-    A sent letter's settings are final; what changed is recorded in the audit log.
+    A sent letter's settings are final; what changed is recorded in the audit log.  A changed
+    deadline moves the reminder to invited organisations (a job: the caller commits, then
+    dispatches it with ``signatures.services.dispatch_after_commit``).
     """
     _refuse_if_sent(letter)
     changed = {
@@ -217,6 +219,15 @@ def update_settings(
     db.session.flush()
     if changed:
         audit.record("letter.settings", letter, f"Changed settings of {letter.slug}", **changed)
+    if "signature_deadline" in changed:
+        _reschedule_reminders(letter)
+
+
+def _reschedule_reminders(letter: Letter) -> None:
+    # Imported here: the signatures package imports this module.
+    from campaign.signatures import services as signatures
+
+    signatures.schedule_reminders(letter)
 
 
 def allowed_moves(letter: Letter) -> tuple[LetterStatus, ...]:
@@ -224,7 +235,11 @@ def allowed_moves(letter: Letter) -> tuple[LetterStatus, ...]:
 
 
 def transition(letter: Letter, to: str, actor: object = None) -> Letter:
-    """Move the letter along the workflow; opening it publishes the current revision."""
+    """Move the letter along the workflow; opening it publishes the current revision.
+
+    Opening or closing it schedules or drops the reminder to invited organisations (the
+    caller commits, then dispatches it with ``signatures.services.dispatch_after_commit``).
+    """
     try:
         target = LetterStatus(to)
     except ValueError:
@@ -248,6 +263,8 @@ def transition(letter: Letter, to: str, actor: object = None) -> Letter:
         before=before,
         after=target.value,
     )
+    if LetterStatus.OPEN.value in (before, target.value):
+        _reschedule_reminders(letter)
     if target is LetterStatus.OPEN:
         from campaign.alerts import triggers
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import unicodedata
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -71,6 +71,8 @@ LIVE = (
 REMIND_JOB = "signatures.remind"
 #: Deferred jobs (emails, reminders) scheduled in this session: sent by ``dispatch_after_commit``.
 _AFTER_COMMIT = "signatures.after_commit_jobs"
+#: Reminder jobs this session replaced: taken off RQ's queue by ``dispatch_after_commit``.
+_REPLACED = "signatures.replaced_jobs"
 
 
 def _one_line(value: str, field: str, what: str, required: bool = True) -> str:
@@ -312,11 +314,22 @@ def dispatch_after_commit() -> int:
     """Hand the jobs this session scheduled (emails, reminders) to the queue; call after the commit.
 
     Rows a rollback undid are no longer persistent and are left out; the others are not
-    reloaded (``queue.dispatch`` needs only their ids).
+    reloaded (``queue.dispatch`` needs only their ids).  Reminder jobs that were replaced,
+    if the commit kept them finished, are taken off RQ's queue.
     """
-    rows = [row for row in db.session.info.pop(_AFTER_COMMIT, []) if sa.inspect(row).persistent]
+    replaced = db.session.info.pop(_REPLACED, set())
+    rows = [
+        row
+        for row in db.session.info.pop(_AFTER_COMMIT, [])
+        if sa.inspect(row).persistent and sa.inspect(row).identity[0] not in replaced
+    ]
     if rows:
         queue.dispatch(*rows)
+    if replaced and queue.mode() == "redis":
+        for rq_job_id in db.session.scalars(
+            sa.select(Job.rq_job_id).where(Job.id.in_(sorted(replaced)), Job.status == queue.JobStatus.FINISHED.value)
+        ):
+            queue.discard(rq_job_id)
     return len(rows)
 
 
@@ -385,25 +398,71 @@ def reminder_due(letter: Letter) -> datetime | None:
     return letter.signature_deadline - timedelta(days=current_app.config["REMINDER_DAYS"])
 
 
+def _deadline_key(letter: Letter) -> str:
+    """The deadline a reminder job is for, as its payload records it (UTC, whatever zone it was given in)."""
+    return letter.signature_deadline.astimezone(UTC).isoformat()
+
+
 def schedule_reminders(letter: Letter) -> Job | None:
-    """Schedule the reminder job for the letter's current deadline (once per deadline)."""
+    """Keep one queued reminder job for the letter, due ``REMINDER_DAYS`` before its current
+    deadline, or none when no reminder is due: no deadline, the letter not open, the deadline
+    passed, or no invited organisation left to remind.
+
+    Called after invitations and whenever the letter's deadline or status changes, in the
+    caller's transaction.  A queued job for another deadline is replaced: finished here, and
+    taken off RQ's queue by ``dispatch_after_commit``.  The letter's row is locked first, so
+    that of two transactions rescheduling at once the second sees the first's job.  Whatever
+    is scheduled, the job decides when it runs (``send_reminders``).
+    """
+    db.session.execute(sa.select(Letter.id).where(Letter.id == letter.id).with_for_update(key_share=True))
+    queued = db.session.execute(
+        sa.select(Job.id, Job.payload)
+        .where(
+            Job.kind == REMIND_JOB,
+            Job.status == queue.JobStatus.QUEUED.value,
+            Job.payload["letter_id"].as_integer() == letter.id,
+        )
+        .order_by(Job.id)
+    ).all()
     due = reminder_due(letter)
-    if due is None or letter.status_enum is not LetterStatus.OPEN:
-        return None
-    deadline = letter.signature_deadline.isoformat()
-    for row in db.session.scalars(
-        sa.select(Job).where(Job.kind == REMIND_JOB, Job.status == queue.JobStatus.QUEUED.value)
-    ):
-        if row.payload == {"letter_id": letter.id, "deadline": deadline}:
-            return row
-    row = queue.schedule(
-        REMIND_JOB,
-        {"letter_id": letter.id, "deadline": deadline},
-        due_at=max(due, utcnow()),
-        description=f"Remind invited organisations to sign {letter.slug}"[:200],
-    )
-    defer_dispatch(row)
+    wanted = None
+    if due is not None and letter.status_enum is LetterStatus.OPEN and utcnow() < letter.signature_deadline:
+        to_remind = sa.select(Invitation.id).where(
+            Invitation.letter_id == letter.id, Invitation.reminded_at.is_(None), Invitation.invited_at < due
+        )
+        if db.session.scalar(to_remind.limit(1)) is not None:
+            wanted = {"letter_id": letter.id, "deadline": _deadline_key(letter)}
+    kept = next((job_id for job_id, payload in queued if payload == wanted), None)
+    if kept is not None:
+        row = db.session.get(Job, kept)
+    elif wanted is not None:
+        row = queue.schedule(
+            REMIND_JOB,
+            wanted,
+            due_at=max(due, utcnow()),
+            description=f"Remind invited organisations to sign {letter.slug}"[:200],
+        )
+        defer_dispatch(row)
+    else:
+        row = None
+    stale = [job_id for job_id, _ in queued if job_id != kept]
+    if stale:
+        _replace(stale, f"replaced by job {row.id}" if row else "dropped: no reminder is due for this letter now")
     return row
+
+
+def _replace(job_ids: list[int], message: str) -> None:
+    """Finish queued reminder jobs without running them.  Conditional: one that a worker
+    claimed meanwhile runs, and finds out for itself."""
+    now = utcnow()
+    replaced = db.session.scalars(
+        sa.update(Job)
+        .where(Job.id.in_(job_ids), Job.status == queue.JobStatus.QUEUED.value)
+        .values(status=queue.JobStatus.FINISHED.value, finished_at=now, message=message)
+        .returning(Job.id)
+        .execution_options(synchronize_session=False)
+    ).all()
+    db.session.info.setdefault(_REPLACED, set()).update(replaced)
 
 
 def send_reminders(letter_id: int, deadline: str) -> int:
@@ -411,13 +470,14 @@ def send_reminders(letter_id: int, deadline: str) -> int:
 
     Re-reads the letter: nothing happens if it no longer takes signatures, and a
     moved deadline schedules a reminder of its own instead.  An organisation is
-    reminded once (``reminded_at``), and not at all if it was invited within the
-    reminder period (the invitation was reminder enough).
+    reminded once (``reminded_at``, set by a conditional update, so that of two jobs
+    running at once one reminds it), not at all if it was invited within the reminder
+    period (the invitation was reminder enough).
     """
     letter = db.session.get(Letter, letter_id)
     if letter is None or why_not_signable(letter):
         return 0
-    if letter.signature_deadline is None or letter.signature_deadline.isoformat() != deadline:
+    if letter.signature_deadline is None or _deadline_key(letter) != deadline:
         schedule_reminders(letter)
         return 0
     due = reminder_due(letter)
@@ -432,7 +492,8 @@ def send_reminders(letter_id: int, deadline: str) -> int:
         signed = signature_of(letter, invitation.organisation)
         if signed is not None and signed.status in LIVE:
             continue
-        invitation.reminded_at = utcnow()
+        if not _mark_reminded(invitation):
+            continue
         count += 1
         for user in representatives(invitation.organisation):
             queue_email(
@@ -446,3 +507,15 @@ def send_reminders(letter_id: int, deadline: str) -> int:
             )
     db.session.flush()
     return count
+
+
+def _mark_reminded(invitation: Invitation) -> bool:
+    """Set ``reminded_at`` unless another job did; whether this one did."""
+    return bool(
+        db.session.execute(
+            sa.update(Invitation)
+            .where(Invitation.id == invitation.id, Invitation.reminded_at.is_(None))
+            .values(reminded_at=utcnow())
+            .execution_options(synchronize_session=False)
+        ).rowcount
+    )
