@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import unicodedata
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -336,33 +337,56 @@ def dispatch_after_commit() -> int:
 # --- invitations and reminders -----------------------------------------------------------
 
 
+#: An account that signs for its organisation: a member's, active.
+_REPRESENTS = sa.and_(User.role == Role.MEMBER.value, User.active.is_(True))
+
+
 def representatives(organisation: Organisation) -> list[User]:
     """The active accounts that sign for an organisation."""
     return list(
         db.session.scalars(
-            sa.select(User)
-            .where(User.organisation_id == organisation.id, User.role == Role.MEMBER.value, User.active.is_(True))
-            .order_by(User.id)
+            sa.select(User).where(User.organisation_id == organisation.id, _REPRESENTS).order_by(User.id)
         )
     )
 
 
-def invite(letter: Letter, organisations: list[Organisation], actor: Any = None) -> int:
+@dataclass
+class Invited:
+    """What ``invite`` did with the organisations it was given, for the coordinator to be told."""
+
+    invited: list[Organisation] = field(default_factory=list)
+    already_invited: list[Organisation] = field(default_factory=list)
+    signed: list[Organisation] = field(default_factory=list)
+    #: No active representative: nobody would receive the invitation, so it is not recorded.
+    unrepresented: list[Organisation] = field(default_factory=list)
+
+
+def invite(letter: Letter, organisations: list[Organisation], actor: Any = None) -> Invited:
     """Invite member organisations to sign: an Invitation row each and an email to its representatives.
 
-    Idempotent: an organisation already invited, or already signed, is not invited
-    again.  Returns how many were invited now; emails go out with ``dispatch_after_commit``.
+    An organisation is invited only if someone receives the invitation: one without an
+    active representative is left out, and can be invited once it has one.  Idempotent:
+    an organisation already invited, or already signed, is not invited again.  Emails go
+    out with ``dispatch_after_commit``.
     """
     reason = why_not_signable(letter)
     if reason:
         raise SignatureError(reason)
     invited = set(db.session.scalars(sa.select(Invitation.organisation_id).where(Invitation.letter_id == letter.id)))
-    count = 0
+    outcome = Invited()
     for organisation in organisations:
-        if not organisation.member or organisation.id in invited:
+        if not organisation.member:
+            continue
+        if organisation.id in invited:
+            outcome.already_invited.append(organisation)
             continue
         signed = signature_of(letter, organisation)
         if signed is not None and signed.status in LIVE:
+            outcome.signed.append(organisation)
+            continue
+        users = representatives(organisation)
+        if not users:
+            outcome.unrepresented.append(organisation)
             continue
         try:
             with db.session.begin_nested():
@@ -372,10 +396,11 @@ def invite(letter: Letter, organisations: list[Organisation], actor: Any = None)
                     )
                 )
         except IntegrityError:  # another coordinator invited it at the same moment
+            outcome.already_invited.append(organisation)
             continue
         invited.add(organisation.id)
-        count += 1
-        for user in representatives(organisation):
+        outcome.invited.append(organisation)
+        for user in users:
             queue_email(
                 user.email,
                 f"Invitation to sign: {letter.title}",
@@ -386,10 +411,17 @@ def invite(letter: Letter, organisations: list[Organisation], actor: Any = None)
                 sign_url=external_url("signatures.sign_letter", slug=letter.slug),
             )
     db.session.flush()
-    if count:
+    if count := len(outcome.invited):
         audit.record("signatures.invite", letter, f"Invited {count} member organisations", actor=actor, count=count)
         schedule_reminders(letter)
-    return count
+    return outcome
+
+
+def unrepresented(organisations: list[Organisation]) -> set[int]:
+    """The ids of those of ``organisations`` that no active account signs for."""
+    ids = [organisation.id for organisation in organisations]
+    represented = db.session.scalars(sa.select(User.organisation_id).where(User.organisation_id.in_(ids), _REPRESENTS))
+    return set(ids) - set(represented)
 
 
 def reminder_due(letter: Letter) -> datetime | None:
@@ -472,7 +504,7 @@ def send_reminders(letter_id: int, deadline: str) -> int:
     moved deadline schedules a reminder of its own instead.  An organisation is
     reminded once (``reminded_at``, set by a conditional update, so that of two jobs
     running at once one reminds it), not at all if it was invited within the reminder
-    period (the invitation was reminder enough).
+    period (the invitation was reminder enough), and not while no one represents it.
     """
     letter = db.session.get(Letter, letter_id)
     if letter is None or why_not_signable(letter):
@@ -492,10 +524,11 @@ def send_reminders(letter_id: int, deadline: str) -> int:
         signed = signature_of(letter, invitation.organisation)
         if signed is not None and signed.status in LIVE:
             continue
-        if not _mark_reminded(invitation):
+        users = representatives(invitation.organisation)
+        if not users or not _mark_reminded(invitation):
             continue
         count += 1
-        for user in representatives(invitation.organisation):
+        for user in users:
             queue_email(
                 user.email,
                 f"Reminder: {letter.title} closes for signatures on {letter.signature_deadline:%d %B %Y}",

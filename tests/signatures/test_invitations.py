@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -34,10 +35,10 @@ def _invite(app, slug: str, org_ids: list[int]) -> int:
     with app.app_context():
         letter = letters.get_letter(slug)
         orgs = [db.session.get(Organisation, i) for i in org_ids]
-        count = services.invite(letter, orgs)
+        invited = services.invite(letter, orgs).invited
         db.session.commit()
         services.dispatch_after_commit()
-        return count
+        return len(invited)
 
 
 def _run_due_reminders(app) -> None:
@@ -80,6 +81,71 @@ def test_coordinator_invites_from_the_letter_page(app, client, auth, coordinator
     assert "Every member organisation has been invited" in client.get(f"/admin/letters/{slug}/invite").get_data(
         as_text=True
     )
+    response = client.post(f"/admin/letters/{slug}/invite", data={"all_members": "y"}, follow_redirects=True)
+    assert "Every member organisation has already been invited." in response.get_data(as_text=True)
+
+
+def test_organisations_without_a_representative_are_named_and_stay_to_be_invited(
+    app, client, auth, coordinator, outbox
+):
+    slug = open_letter(app)
+    (a, _, a_email), (b, _, b_email) = _member_organisations(app, 2)
+    with app.app_context():
+        nobody = factories.organisation(name="Coalition Without Staff")
+        c = nobody.id
+    auth.login(coordinator)
+    page = client.get(f"/admin/letters/{slug}/invite").get_data(as_text=True)
+    assert "Coalition Without Staff (no representative yet)" in page
+
+    response = client.post(
+        f"/admin/letters/{slug}/invite", data={"organisations": [str(a), str(b), str(c)]}, follow_redirects=True
+    )
+    page = response.get_data(as_text=True)
+    assert "Invited 2 organisations." in page
+    assert (
+        "Not invited, as no one represents it yet: Coalition Without Staff. An admin can add a representative on "
+        "its page under Organisations; then invite it here." in page
+    )
+    assert f'value="{c}"' in page and f'value="{a}"' not in page  # still offered, unlike those invited
+    assert _recipients(outbox) == sorted([a_email, b_email])
+    with app.app_context():
+        letter = letters.get_letter(slug)
+        invited = db.session.scalars(sa.select(Invitation.organisation_id).where(Invitation.letter_id == letter.id))
+        assert sorted(invited) == sorted([a, b])
+
+    # "All members" names it again; once it has a representative, it is invited.
+    response = client.post(f"/admin/letters/{slug}/invite", data={"all_members": "y"}, follow_redirects=True)
+    page = response.get_data(as_text=True)
+    assert "Not invited, as no one represents it yet: Coalition Without Staff." in page
+    assert not re.search(r"Invited \d+ organisation", page)
+    with app.app_context():
+        c_email = factories.user("member", organisation_=db.session.get(Organisation, c)).email
+    outbox.clear()
+    response = client.post(f"/admin/letters/{slug}/invite", data={"organisations": [str(c)]}, follow_redirects=True)
+    assert "Invited 1 organisation." in response.get_data(as_text=True)
+    assert outbox.only()["To"] == c_email
+
+
+def test_inviting_again_says_who_was_already_invited_or_has_signed(app, client, auth, coordinator, outbox):
+    slug = open_letter(app)
+    (a, a_name, _), (b, b_name, _), (c, c_name, _) = _member_organisations(app, 3)
+    _invite(app, slug, [a, b])
+    with app.app_context():  # c has signed already
+        rep = db.session.scalar(sa.select(User).where(User.organisation_id == c))
+        services.sign_as_member(letters.get_letter(slug), rep, "Signer")
+        db.session.commit()
+    auth.login(coordinator)
+    outbox.clear()
+
+    response = client.post(
+        f"/admin/letters/{slug}/invite", data={"organisations": [str(a), str(b), str(c)]}, follow_redirects=True
+    )
+    page = response.get_data(as_text=True)
+    first, second = sorted([a_name, b_name])
+    assert f"{first} and {second} were already invited: nobody is invited twice." in page
+    assert f"{c_name} has already signed." in page
+    assert not re.search(r"Invited \d+ organisation", page)
+    assert outbox.messages() == []
 
 
 def test_invitations_are_idempotent_and_skip_signed_organisations(app, database, outbox):

@@ -11,6 +11,7 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
+from campaign.auth.models import Organisation
 from campaign.db import utcnow
 from campaign.extensions import db
 from campaign.letters import services as letters
@@ -18,7 +19,7 @@ from campaign.queue import Job, JobStatus
 from campaign.signatures import services
 from campaign.signatures.models import Invitation
 from tests import factories
-from tests.signatures.test_invitations import _invite, _member_organisations, _run_due_reminders
+from tests.signatures.test_invitations import _invite, _member_organisations, _recipients, _run_due_reminders
 from tests.signatures.test_member import TEXT, open_letter
 
 REDIS_URL = os.environ.get("REDIS_URL")
@@ -208,6 +209,24 @@ def test_an_organisation_reminded_by_another_job_meanwhile_is_not_reminded_again
         db.session.commit()
         services.dispatch_after_commit()
     assert outbox.messages() == []
+
+
+def test_organisations_no_one_represents_any_more_are_not_counted_as_reminded(app, database, outbox):
+    slug = open_letter(app)
+    (a, _, a_email), (b, _, _) = _member_organisations(app, 2)
+    _invite(app, slug, [a, b])
+    with app.app_context():  # b's representative leaves
+        for rep in db.session.get(Organisation, b).users:
+            rep.active = False
+        db.session.commit()
+        letter = letters.get_letter(slug)
+        outbox.clear()
+        assert services.send_reminders(letter.id, letter.signature_deadline.isoformat()) == 1
+        db.session.commit()
+        services.dispatch_after_commit()
+        reminded = dict(db.session.execute(sa.select(Invitation.organisation_id, Invitation.reminded_at)).all())
+        assert reminded[a] is not None and reminded[b] is None
+    assert _recipients(outbox) == [a_email]
 
 
 @pytest.mark.redis
