@@ -174,7 +174,9 @@ def test_no_reminder_job_while_nobody_is_left_to_remind(app, database):
         with app.app_context():
             letter = letters.get_letter(slug)
             deadline = utcnow() + timedelta(days=days)
-            letters.update_settings(letter, signature_deadline=deadline, embargo_until=None, meeting=None)
+            letters.update_settings(
+                letter, signature_deadline=deadline, embargo_until=None, meeting=None, members_only=False
+            )
             db.session.commit()
 
     move_deadline(10)
@@ -250,7 +252,11 @@ def test_a_replaced_reminder_is_taken_off_the_redis_queue(separate_app):
         assert RQJob.exists(first, connection=redis)
 
         letters.update_settings(
-            letter, signature_deadline=utcnow() + timedelta(days=20), embargo_until=None, meeting=None
+            letter,
+            signature_deadline=utcnow() + timedelta(days=20),
+            embargo_until=None,
+            meeting=None,
+            members_only=False,
         )
         db.session.commit()
         services.dispatch_after_commit()
