@@ -225,9 +225,9 @@ def update_settings(
 
 def _reschedule_reminders(letter: Letter) -> None:
     # Imported here: the signatures package imports this module.
-    from campaign.signatures import services as signatures
+    from campaign.signatures import invitations
 
-    signatures.schedule_reminders(letter)
+    invitations.schedule_reminders(letter)
 
 
 def allowed_moves(letter: Letter) -> tuple[LetterStatus, ...]:

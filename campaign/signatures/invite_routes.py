@@ -12,7 +12,7 @@ from campaign.extensions import db
 from campaign.forms import choices
 from campaign.letters import services as letters
 from campaign.security import staff_required
-from campaign.signatures import bp, services
+from campaign.signatures import bp, invitations, services
 from campaign.signatures.forms import InviteForm
 from campaign.signatures.models import Invitation
 
@@ -24,7 +24,7 @@ def invite(slug: str) -> str | Response:
     members = db.session.scalars(
         sa.select(Organisation).where(Organisation.member.is_(True)).order_by(Organisation.name)
     ).all()
-    invitations = {
+    sent = {
         i.organisation_id: i for i in db.session.scalars(sa.select(Invitation).where(Invitation.letter_id == letter.id))
     }
     signed = {org.id: services.signature_of(letter, org) for org in members}
@@ -34,7 +34,7 @@ def invite(slug: str) -> str | Response:
     form.organisations.choices = choices((str(org.id), org.name) for org in members)
     if form.validate_on_submit():
         wanted = set(form.organisations.data or [])
-        chosen = [org for org in members if org.id in wanted or (form.all_members.data and org.id not in invitations)]
+        chosen = [org for org in members if org.id in wanted or (form.all_members.data and org.id not in sent)]
         if not chosen:
             if form.all_members.data:
                 flash("Every member organisation has already been invited.", "info")
@@ -42,7 +42,7 @@ def invite(slug: str) -> str | Response:
                 flash("Choose the organisations to invite, or all members.", "error")
         else:
             try:
-                outcome = services.invite(letter, chosen, current_user)
+                outcome = invitations.invite(letter, chosen, current_user)
             except services.SignatureError as exc:
                 db.session.rollback()
                 flash(str(exc), "error")
@@ -51,18 +51,18 @@ def invite(slug: str) -> str | Response:
                 services.dispatch_after_commit()
                 _flash_outcome(outcome)
                 return redirect(url_for("signatures.invite", slug=letter.slug))
-    unrepresented = services.unrepresented(members)
+    unrepresented = invitations.unrepresented(members)
     form.organisations.choices = choices(
         (str(org.id), f"{org.name} (no representative yet)" if org.id in unrepresented else org.name)
         for org in members
-        if org.id not in invitations
+        if org.id not in sent
     )
     return render_template(
         "signatures/invite.html",
         letter=letter,
         form=form,
         members=members,
-        invitations=invitations,
+        invitations=sent,
         signed=signed,
         live=services.LIVE,
         closed_reason=services.why_not_signable(letter),
@@ -75,7 +75,7 @@ def _names(organisations: list[Organisation]) -> str:
     return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
 
 
-def _flash_outcome(outcome: services.Invited) -> None:
+def _flash_outcome(outcome: invitations.Invited) -> None:
     """Tell the coordinator what happened to each organisation chosen."""
     count = len(outcome.invited)
     if count or not (outcome.already_invited or outcome.signed or outcome.unrepresented):

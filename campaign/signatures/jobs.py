@@ -7,15 +7,15 @@ import logging
 
 from campaign.extensions import db
 from campaign.queue import Job, job
-from campaign.signatures import public_signon, services
+from campaign.signatures import invitations, public_signon, services
 
 log = logging.getLogger(__name__)
 
 
-@job(services.REMIND_JOB, queue="low")
+@job(invitations.REMIND_JOB, queue="low")
 def remind(row: Job, letter_id: int, deadline: str) -> None:
     """Remind invited organisations that have not signed; idempotent against ``Invitation.reminded_at``."""
-    count = services.send_reminders(letter_id, deadline)
+    count = invitations.send_reminders(letter_id, deadline)
     db.session.commit()
     services.dispatch_after_commit()
     log.info("job %s: reminded %s organisations to sign letter %s", row.id, count, letter_id)

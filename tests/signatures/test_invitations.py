@@ -14,7 +14,7 @@ from campaign.extensions import db
 from campaign.letters import services as letters
 from campaign.letters.models import Letter
 from campaign.queue import Job, JobStatus
-from campaign.signatures import services
+from campaign.signatures import invitations, services
 from campaign.signatures.models import Invitation
 from tests import factories
 from tests.signatures.test_member import open_letter
@@ -35,7 +35,7 @@ def _invite(app, slug: str, org_ids: list[int]) -> int:
     with app.app_context():
         letter = letters.get_letter(slug)
         orgs = [db.session.get(Organisation, i) for i in org_ids]
-        invited = services.invite(letter, orgs).invited
+        invited = invitations.invite(letter, orgs).invited
         db.session.commit()
         services.dispatch_after_commit()
         return len(invited)
@@ -45,7 +45,7 @@ def _run_due_reminders(app) -> None:
     """Make the reminder due now and run the worker once, as ``flask worker --burst`` does."""
     with app.app_context():
         db.session.execute(
-            sa.update(Job).where(Job.kind == services.REMIND_JOB).values(due_at=utcnow() - timedelta(seconds=1))
+            sa.update(Job).where(Job.kind == invitations.REMIND_JOB).values(due_at=utcnow() - timedelta(seconds=1))
         )
         db.session.commit()
     result = app.test_cli_runner().invoke(args=["worker", "--burst"])
@@ -160,7 +160,7 @@ def test_invitations_are_idempotent_and_skip_signed_organisations(app, database,
     assert _invite(app, slug, [a, b]) == 0
     assert _recipients(outbox) == [a_email]
     with app.app_context():  # one reminder job for the deadline, however often they invite
-        assert db.session.scalar(sa.select(sa.func.count()).where(Job.kind == services.REMIND_JOB)) == 1
+        assert db.session.scalar(sa.select(sa.func.count()).where(Job.kind == invitations.REMIND_JOB)) == 1
 
 
 def test_the_reminder_goes_to_invited_organisations_that_have_not_signed(app, database, outbox):
@@ -168,7 +168,7 @@ def test_the_reminder_goes_to_invited_organisations_that_have_not_signed(app, da
     (a, _, a_email), (b, _, _) = _member_organisations(app, 2)
     _invite(app, slug, [a, b])
     with app.app_context():
-        job = db.session.scalar(sa.select(Job).where(Job.kind == services.REMIND_JOB))
+        job = db.session.scalar(sa.select(Job).where(Job.kind == invitations.REMIND_JOB))
         letter = letters.get_letter(slug)
         assert job.due_at == letter.signature_deadline - timedelta(days=3)
         rep = db.session.scalar(sa.select(User).where(User.organisation_id == b))
@@ -181,10 +181,10 @@ def test_the_reminder_goes_to_invited_organisations_that_have_not_signed(app, da
     with app.app_context():
         reminded = dict(db.session.execute(sa.select(Invitation.organisation_id, Invitation.reminded_at)).all())
         assert reminded[a] is not None and reminded[b] is None
-        assert db.session.scalar(sa.select(Job.status).where(Job.kind == services.REMIND_JOB)) == JobStatus.FINISHED
+        assert db.session.scalar(sa.select(Job.status).where(Job.kind == invitations.REMIND_JOB)) == JobStatus.FINISHED
         # Run by hand again: reminded_at keeps it from reminding twice.
         letter = letters.get_letter(slug)
-        assert services.send_reminders(letter.id, letter.signature_deadline.isoformat()) == 0
+        assert invitations.send_reminders(letter.id, letter.signature_deadline.isoformat()) == 0
     assert len(outbox.messages()) == 1
 
 
@@ -226,7 +226,7 @@ def test_a_moved_deadline_reschedules_the_reminder(app, database, outbox):
     assert outbox.messages() == []
     with app.app_context():
         queued = db.session.scalars(
-            sa.select(Job).where(Job.kind == services.REMIND_JOB, Job.status == JobStatus.QUEUED.value)
+            sa.select(Job).where(Job.kind == invitations.REMIND_JOB, Job.status == JobStatus.QUEUED.value)
         ).all()
         assert [j.payload["deadline"] for j in queued] == [later.isoformat()]
 
@@ -247,4 +247,4 @@ def test_invitations_need_an_open_letter(app, ctx):
     org = factories.organisation()
 
     with pytest.raises(services.SignatureError, match="not open"):
-        services.invite(letter, [org])
+        invitations.invite(letter, [org])

@@ -16,7 +16,7 @@ from campaign.db import utcnow
 from campaign.extensions import db
 from campaign.letters import services as letters
 from campaign.queue import Job, JobStatus
-from campaign.signatures import services
+from campaign.signatures import invitations, services
 from campaign.signatures.models import Invitation
 from tests import factories
 from tests.signatures.test_invitations import _invite, _member_organisations, _recipients, _run_due_reminders
@@ -29,7 +29,7 @@ def _reminder_jobs(app, status: str = JobStatus.QUEUED.value) -> list[tuple[obje
     """The reminder jobs in ``status``: (due at, the deadline they were scheduled for, message)."""
     with app.app_context():
         rows = db.session.scalars(
-            sa.select(Job).where(Job.kind == services.REMIND_JOB, Job.status == status).order_by(Job.id)
+            sa.select(Job).where(Job.kind == invitations.REMIND_JOB, Job.status == status).order_by(Job.id)
         )
         return [(row.due_at, row.payload.get("deadline"), row.message) for row in rows]
 
@@ -203,11 +203,11 @@ def test_an_organisation_reminded_by_another_job_meanwhile_is_not_reminded_again
         db.session.execute(sa.update(Invitation).values(reminded_at=utcnow()))
         return signature_of(letter, organisation)
 
-    monkeypatch.setattr(services, "signature_of", reminded_meanwhile)
+    monkeypatch.setattr(invitations, "signature_of", reminded_meanwhile)
     outbox.clear()
     with app.app_context():
         letter = letters.get_letter(slug)
-        assert services.send_reminders(letter.id, letter.signature_deadline.astimezone(UTC).isoformat()) == 0
+        assert invitations.send_reminders(letter.id, letter.signature_deadline.astimezone(UTC).isoformat()) == 0
         db.session.commit()
         services.dispatch_after_commit()
     assert outbox.messages() == []
@@ -223,7 +223,7 @@ def test_organisations_no_one_represents_any_more_are_not_counted_as_reminded(ap
         db.session.commit()
         letter = letters.get_letter(slug)
         outbox.clear()
-        assert services.send_reminders(letter.id, letter.signature_deadline.isoformat()) == 1
+        assert invitations.send_reminders(letter.id, letter.signature_deadline.isoformat()) == 1
         db.session.commit()
         services.dispatch_after_commit()
         reminded = dict(db.session.execute(sa.select(Invitation.organisation_id, Invitation.reminded_at)).all())
@@ -245,10 +245,10 @@ def test_a_replaced_reminder_is_taken_off_the_redis_queue(separate_app):
         letters.transition(letter, "open")
         org = factories.organisation()
         factories.user("member", organisation_=org)
-        services.invite(letter, [org])
+        invitations.invite(letter, [org])
         db.session.commit()
         services.dispatch_after_commit()
-        first = db.session.scalar(sa.select(Job.rq_job_id).where(Job.kind == services.REMIND_JOB))
+        first = db.session.scalar(sa.select(Job.rq_job_id).where(Job.kind == invitations.REMIND_JOB))
         assert RQJob.exists(first, connection=redis)
 
         letters.update_settings(
@@ -262,7 +262,7 @@ def test_a_replaced_reminder_is_taken_off_the_redis_queue(separate_app):
         services.dispatch_after_commit()
 
         queued = db.session.scalars(
-            sa.select(Job.rq_job_id).where(Job.kind == services.REMIND_JOB, Job.status == JobStatus.QUEUED.value)
+            sa.select(Job.rq_job_id).where(Job.kind == invitations.REMIND_JOB, Job.status == JobStatus.QUEUED.value)
         ).all()
         assert len(queued) == 1 and queued[0] != first
         assert RQJob.exists(queued[0], connection=redis) and not RQJob.exists(first, connection=redis)
