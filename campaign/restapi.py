@@ -102,11 +102,34 @@ def api_roles(*roles: str) -> Callable[[F], F]:
                 )
             if roles and current_user.role not in roles:
                 return problem(403, "Your role may not use this resource.")
-            return view(*args, **kwargs)
+            return _unreadable_body(view) or view(*args, **kwargs)
 
         return wrapped  # type: ignore[return-value]
 
     return decorator
+
+
+def takes(*media_types: str) -> Callable[[F], F]:
+    """An operation whose body is not JSON: ``media_types`` are the ones it reads."""
+
+    def decorator(view: F) -> F:
+        view.request_media_types = media_types  # type: ignore[attr-defined]
+        return view
+
+    return decorator
+
+
+def _unreadable_body(view: Callable[..., Any]) -> Response | None:
+    """A 415 for a body the operation cannot read, rather than a 422 saying that every field is
+    missing (as a JSON body sent as ``text/plain`` would otherwise get)."""
+    if request.method not in ("POST", "PUT", "PATCH"):
+        return None
+    if not request.content_length and "chunked" not in request.headers.get("Transfer-Encoding", "").lower():
+        return None
+    media_types = getattr(view, "request_media_types", ("application/json",))
+    if request.mimetype in media_types or ("application/json" in media_types and request.is_json):
+        return None
+    return problem(415, f"Send the body with Content-Type: {' or '.join(media_types)}.")
 
 
 def documents(blp: Blueprint, *statuses: int) -> Callable[[F], F]:

@@ -14,7 +14,7 @@ from campaign.contacts.csvio import MAX_BYTES
 from campaign.contacts.models import Contact, Suppression
 from campaign.extensions import db
 from campaign.letters.models import UN_LANGUAGES
-from campaign.restapi import PREFIX, PageArgs, api_roles, documents, page_of, paginate, problem
+from campaign.restapi import PREFIX, PageArgs, api_roles, documents, page_of, paginate, problem, takes
 
 blp = Blueprint("contacts_api", __name__, url_prefix=PREFIX, description="Mission contacts")
 
@@ -200,6 +200,7 @@ def delete_contact(id: int) -> Any:
 @blp.arguments(ImportArgs, location="query")
 @blp.doc(requestBody=CSV_BODY)
 @blp.response(200, ImportReportSchema)
+@takes("text/csv")
 def import_contacts(args: dict[str, Any]) -> Any:
     """Import contacts from a CSV body (`Content-Type: text/csv`), as `flask contacts import` does.
 

@@ -171,8 +171,19 @@ def test_non_json_body_is_a_problem(client, admin, token_for):
     response = client.post(
         "/api/v1/organisations", headers={**bearer(token_for(admin)), "Content-Type": "text/plain"}, data="name=x"
     )
-    assert response.status_code == 422
+    assert response.status_code == 415
     assert response.content_type == "application/problem+json"
+    assert response.get_json()["detail"] == "Send the body with Content-Type: application/json."
+    # A JSON type with parameters, or a +json one, is read; without a token the 401 comes first.
+    for n, content_type in enumerate(("application/json; charset=utf-8", "application/merge-patch+json")):
+        answer = client.post(
+            "/api/v1/organisations",
+            headers={**bearer(token_for(admin)), "Content-Type": content_type},
+            data=f'{{"name": "Réseau JSON {n}", "country": "FR"}}',
+        )
+        assert answer.status_code == 201, answer.get_json()
+    anonymous = client.post("/api/v1/organisations", headers={"Content-Type": "text/plain"}, data="name=x")
+    assert anonymous.status_code == 401
 
 
 def test_member_needs_an_existing_organisation(client, admin, token_for):
