@@ -45,6 +45,7 @@ from campaign.alerts.models import (
 )
 from campaign.db import utcnow
 from campaign.extensions import db
+from campaign.forms import has_control_characters
 from campaign.letters.models import UN_LANGUAGES
 from campaign.mailings.models import DeliveryStatus, SendGridEvent
 from campaign.queue import Job
@@ -75,10 +76,6 @@ class InvalidEmail(SubscriberError):
 # --- input -------------------------------------------------------------------------------------
 
 
-def _has_control(value: str) -> bool:
-    return any(unicodedata.category(ch) == "Cc" for ch in value)
-
-
 def normalise_email(raw: str) -> str:
     """The address as stored and compared: trimmed and lower-cased, or ``InvalidEmail``.
 
@@ -88,7 +85,7 @@ def normalise_email(raw: str) -> str:
     """
     if not isinstance(raw, str):
         raise InvalidEmail("Give an email address.")
-    if _has_control(raw):
+    if has_control_characters(raw):
         raise InvalidEmail("An email address is a single line without control characters.")
     value = raw.strip()
     if not value:
@@ -109,7 +106,7 @@ def normalise_email(raw: str) -> str:
 
 def clean_name(raw: str | None) -> str:
     value = raw or ""
-    if _has_control(value):
+    if has_control_characters(value):
         raise SubscriberError("Your name must be a single line.", "name")
     value = " ".join(value.split())
     if len(value) > MAX_NAME:
@@ -597,7 +594,7 @@ def growth(by: str = "week") -> list[GrowthPoint]:
 
 
 def _topic_label(raw: str) -> str:
-    if _has_control(raw or ""):
+    if has_control_characters(raw or ""):
         raise SubscriberError("The label must be a single line.", "label")
     label = " ".join((raw or "").split())
     if not label:

@@ -6,7 +6,6 @@ Functions flush; callers commit, and hand mail over only after their commit.
 from __future__ import annotations
 
 import hashlib
-import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -25,6 +24,7 @@ from campaign.auth.models import Organisation, Role, User
 from campaign.auth.services import organisation_name_key
 from campaign.db import utcnow
 from campaign.extensions import db
+from campaign.forms import has_control_characters
 from campaign.letters.models import Letter
 from campaign.signatures.models import Signature, SignatureEvent, SignatureSource, SignatureStatus
 from campaign.signatures.services import SignatureError, SignatureInvalid, record_event, why_not_signable
@@ -92,7 +92,7 @@ def _clean(data: PublicSignOn) -> dict[str, str]:
     for field, label, limit, required in _FIELDS:
         raw = getattr(data, field) or ""
         # Any control character, CR and LF first: these values reach mail headers and CSV files.
-        if any(unicodedata.category(ch) == "Cc" for ch in raw):
+        if has_control_characters(raw):
             raise SignOnInvalid(field, f"{label} must be a single line.")
         value = " ".join(raw.split())
         if required and not value:

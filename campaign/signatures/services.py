@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import unicodedata
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
@@ -18,6 +17,7 @@ from campaign.auth.models import Organisation, Role, User
 from campaign.auth.services import organisation_name_key
 from campaign.db import utcnow
 from campaign.extensions import db
+from campaign.forms import has_control_characters
 from campaign.letters.models import Letter, LetterStatus
 from campaign.queue import Job
 from campaign.signatures.models import Signature, SignatureEvent, SignatureSource, SignatureStatus
@@ -77,7 +77,7 @@ _REPLACED = "signatures.replaced_jobs"
 
 def _one_line(value: str, field: str, what: str, required: bool = True) -> str:
     # Any control character: these values reach mail headers and CSV files.
-    if any(unicodedata.category(ch) == "Cc" for ch in value):
+    if has_control_characters(value):
         raise SignatureInvalid(field, f"The {what} must be a single line.")
     value = " ".join(value.split())
     if required and not value:

@@ -73,7 +73,7 @@ class RejectForm(FlaskForm):
         validators=[
             DataRequired("Give a reason for rejecting: the signer is told it."),
             Length(max=500, message="The reason for rejecting is too long (at most 500 characters)."),
-            Regexp(r"\A[^\r\n]*\Z", message="Give the reason for rejecting on a single line."),
+            Regexp(no_line_breaks.regex, message="Give the reason for rejecting on a single line."),
         ],
     )
 
