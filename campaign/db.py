@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from functools import wraps
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from flask import Flask, request
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, registry
 from werkzeug.routing import IntegerConverter
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -119,6 +123,22 @@ def begin_write(session: Any) -> None:
     if session.in_transaction():
         raise RuntimeError("commit or roll back before beginning a write transaction")
     session.connection(execution_options={IMMEDIATE: True})
+
+
+def writes_on_post(view: F) -> F:
+    """For a view whose POST reads, then writes (a public form's, a member's): on SQLite the
+    POST's transaction begins as a writer (``become_writer``), so that simultaneous posts wait
+    for each other instead of failing with "database is locked"; nothing on other databases."""
+
+    @wraps(view)
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        if request.method == "POST":
+            from campaign.extensions import db  # it imports this module
+
+            become_writer(db.session)
+        return view(*args, **kwargs)
+
+    return wrapped  # type: ignore[return-value]
 
 
 def become_writer(session: Any) -> None:

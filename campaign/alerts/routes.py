@@ -19,7 +19,7 @@ from campaign.alerts.forms import DeleteForm, PreferencesForm, ResumeForm, Subsc
 from campaign.alerts.models import Subscriber, SubscriberStatus
 from campaign.alerts.subscribers import SubscribeRequest, SubscriberError
 from campaign.auth.forms import ConfirmForm
-from campaign.db import become_writer
+from campaign.db import writes_on_post
 from campaign.extensions import csrf, db, limiter
 
 MESSAGE = "alerts/message.html"
@@ -64,10 +64,9 @@ def _apply_errors(form: SubscribeForm | PreferencesForm, error: SubscriberError)
 
 @bp.route("/subscribe", methods=["GET", "POST"])
 @limiter.limit(_limit, methods=["POST"])
+@writes_on_post
 def subscribe() -> Response:
     """The same answer for every address (new, pending, confirmed, unsubscribed, suppressed)."""
-    if request.method == "POST":
-        become_writer(db.session)
     topics = subscribers.offered_topics()
     form = SubscribeForm(topics=topics)
     if request.method == "GET" and not form.topics.data:
@@ -109,10 +108,9 @@ def subscribe_sent() -> Response:
 
 @bp.route("/subscribe/confirm/<token>", methods=["GET", "POST"])
 @limiter.limit(_limit, methods=["POST"])
+@writes_on_post
 def confirm(token: str) -> Response:
     """GET only shows a button: link scanners follow links, they do not press buttons."""
-    if request.method == "POST":
-        become_writer(db.session)
     subscriber = tokens.load_subscriber(token, "confirm")
     if subscriber is None:
         return _invalid_link()
@@ -157,9 +155,8 @@ def _preferences_page(subscriber: Subscriber, token: str, form: PreferencesForm 
 
 
 @bp.route("/subscribe/preferences/<token>", methods=["GET", "POST"])
+@writes_on_post
 def preferences(token: str) -> Response:
-    if request.method == "POST":
-        become_writer(db.session)
     subscriber = tokens.load_subscriber(token, "preferences")
     if subscriber is None:
         return _invalid_link()
@@ -185,9 +182,9 @@ def preferences(token: str) -> Response:
 
 
 @bp.route("/subscribe/preferences/<token>/resume", methods=["POST"])
+@writes_on_post
 def resume(token: str) -> Response:
     """Subscribe again from the preferences link, with the consent ticked again."""
-    become_writer(db.session)
     subscriber = tokens.load_subscriber(token, "preferences")
     if subscriber is None:
         return _invalid_link()
@@ -214,8 +211,8 @@ def export(token: str) -> Response:
 
 
 @bp.route("/subscribe/preferences/<token>/delete", methods=["POST"])
+@writes_on_post
 def delete(token: str) -> Response:
-    become_writer(db.session)
     subscriber = tokens.load_subscriber(token, "preferences")
     if subscriber is None:
         return _invalid_link()
@@ -236,6 +233,7 @@ def delete(token: str) -> Response:
 
 @bp.route("/unsubscribe/<token>", methods=["GET", "POST"])
 @csrf.exempt
+@writes_on_post
 def unsubscribe(token: str) -> Response:
     """GET: a page with a button.  POST: unsubscribe, RFC 8058 one-click.
 
@@ -244,8 +242,6 @@ def unsubscribe(token: str) -> Response:
     so the view is exempt from CSRF; a second POST answers success again.  A bad token
     answers 400 with no word on the address.
     """
-    if request.method == "POST":
-        become_writer(db.session)
     subscriber = tokens.load_subscriber(token, "unsubscribe")
     if subscriber is None:
         return _invalid_link(400 if request.method == "POST" else 404)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import sqlalchemy as sa
-from flask import abort, flash, redirect, render_template, request, url_for
+from flask import abort, flash, redirect, render_template, url_for
 from flask_login import current_user
 from werkzeug.wrappers import Response
 
 from campaign.auth.forms import ConfirmForm
-from campaign.db import become_writer, utcnow
+from campaign.db import utcnow, writes_on_post
 from campaign.extensions import db
 from campaign.letters import services as letters
 from campaign.letters.models import Letter, LetterStatus
@@ -53,9 +53,8 @@ def history() -> str:
 
 @bp.route("/sign/<slug>", methods=["GET", "POST"])
 @members_required
+@writes_on_post
 def sign_letter(slug: str) -> str | Response:
-    if request.method == "POST":
-        become_writer(db.session)
     letter = _letter_or_404(slug)
     signature = _own_signature(letter)
     form = MemberSignForm(data={"signer_name": current_user.name})
@@ -84,10 +83,9 @@ def sign_letter(slug: str) -> str | Response:
 
 @bp.route("/sign/<slug>/withdraw", methods=["GET", "POST"])
 @members_required
+@writes_on_post
 def withdraw(slug: str) -> str | Response:
     """GET asks to confirm; POST withdraws the organisation's signature."""
-    if request.method == "POST":
-        become_writer(db.session)
     letter = _letter_or_404(slug)
     signature = _own_signature(letter)
     if signature is None or signature.status not in services.LIVE:
@@ -112,8 +110,8 @@ def withdraw(slug: str) -> str | Response:
 
 @bp.route("/sign/<slug>/reconfirm", methods=["POST"])
 @members_required
+@writes_on_post
 def reconfirm(slug: str) -> Response:
-    become_writer(db.session)
     letter = _letter_or_404(slug)
     signature = _own_signature(letter)
     if signature is None:

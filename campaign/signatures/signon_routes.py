@@ -9,7 +9,7 @@ from flask_wtf import FlaskForm
 from werkzeug.wrappers import Response
 
 from campaign import queue
-from campaign.db import become_writer
+from campaign.db import writes_on_post
 from campaign.extensions import db, limiter
 from campaign.letters import services as letters
 from campaign.letters.models import Letter
@@ -51,10 +51,9 @@ def _closed(letter: Letter, reason: str, status: int) -> tuple[str, int]:
 
 @bp.route("/letters/<slug>/sign", methods=["GET", "POST"])
 @limiter.limit(_signon_limit, methods=["POST"])
+@writes_on_post
 def sign(slug: str) -> str | Response | tuple[str, int]:
     posted = request.method == "POST"
-    if posted:
-        become_writer(db.session)
     letter = _public_letter(slug, text=not posted)
     refusal = _refusal(letter)
     if refusal:
@@ -124,10 +123,9 @@ _ALREADY = {
 
 @bp.route("/letters/<slug>/sign/confirm/<token>", methods=["GET", "POST"])
 @limiter.limit(_signon_limit, methods=["POST"])
+@writes_on_post
 def confirm(slug: str, token: str) -> str | tuple[str, int]:
     """GET only shows a button: link scanners follow links, they do not press buttons."""
-    if request.method == "POST":
-        become_writer(db.session)
     letter = letters.public_letter(slug)
     signature = public_signon.signature_for_token(token)
     if letter is None or signature is None or signature.letter_id != letter.id:
@@ -163,11 +161,10 @@ def confirm(slug: str, token: str) -> str | tuple[str, int]:
 
 @bp.route("/letters/<slug>/sign/reconfirm/<token>", methods=["GET", "POST"])
 @limiter.limit(_signon_limit, methods=["POST"])
+@writes_on_post
 def reconfirm_by_link(slug: str, token: str) -> str | tuple[str, int]:
     """After a substantive change, a signer who does not sign in re-confirms or withdraws.
     GET only shows the buttons, as for the confirmation link."""
-    if request.method == "POST":
-        become_writer(db.session)
     letter = letters.public_letter(slug)
     signature = public_signon.signature_to_reconfirm(token)
     if letter is None or signature is None or signature.letter_id != letter.id:
@@ -209,9 +206,8 @@ def reconfirm_by_link(slug: str, token: str) -> str | tuple[str, int]:
 
 @bp.route("/letters/signer-data", methods=["GET", "POST"])
 @limiter.limit(_signon_limit, methods=["POST"])
+@writes_on_post
 def signer_data() -> str | tuple[str, int]:
-    if request.method == "POST":
-        become_writer(db.session)
     form = SignerDataRequestForm()
     if form.validate_on_submit():
         public_signon.send_signer_data_link(form.email.data)
@@ -252,8 +248,8 @@ def signer_data_export(token: str) -> Response:
 
 
 @bp.route("/letters/signer-data/<token>/delete", methods=["POST"])
+@writes_on_post
 def signer_data_erase(token: str) -> str | tuple[str, int]:
-    become_writer(db.session)
     email = _signer_email(token)
     form = EraseForm()
     if not form.validate_on_submit():
