@@ -60,6 +60,10 @@ class JsonApi(Api):
         self.spec.components.response("DEFAULT_ERROR", response, lazy=True)
 
 
+#: A name, a title: one line, no control character (PostgreSQL stores no NUL; CR and LF reach mail headers).
+single_line = ma.validate.Regexp(r"^[^\x00-\x1f\x7f]*$", error="Must be a single line.")
+
+
 def is_api_request() -> bool:
     return request.path == PREFIX or request.path.startswith(PREFIX + "/")
 

@@ -14,11 +14,9 @@ from flask_smorest import Blueprint
 from campaign.auth import services
 from campaign.auth.models import Organisation, Role, User
 from campaign.extensions import db
-from campaign.restapi import PREFIX, PageArgs, api_roles, documents, page_of, paginate, problem
+from campaign.restapi import PREFIX, PageArgs, api_roles, documents, page_of, paginate, problem, single_line
 
 blp = Blueprint("auth_api", __name__, url_prefix=PREFIX, description="Accounts and organisations")
-
-_no_breaks = ma.validate.Regexp(r"^[^\r\n]*$", error="Must be a single line.")
 
 
 def _country(value: str) -> None:
@@ -27,7 +25,7 @@ def _country(value: str) -> None:
 
 
 class OrganisationSchema(ma.Schema):
-    name = ma.fields.String(required=True, validate=[ma.validate.Length(1, 200), _no_breaks])
+    name = ma.fields.String(required=True, validate=[ma.validate.Length(1, 200), single_line])
     slug = ma.fields.String(validate=ma.validate.Regexp(r"^[a-z0-9-]{1,80}$"))
     country = ma.fields.String(required=True, validate=_country, metadata={"example": "FR"})
     website = ma.fields.Url(allow_none=True, schemes={"http", "https"}, validate=ma.validate.Length(max=300))
@@ -36,7 +34,7 @@ class OrganisationSchema(ma.Schema):
 
 
 class OrganisationUpdateSchema(OrganisationSchema):
-    name = ma.fields.String(validate=[ma.validate.Length(1, 200), _no_breaks])
+    name = ma.fields.String(validate=[ma.validate.Length(1, 200), single_line])
     country = ma.fields.String(validate=_country)
     member = ma.fields.Boolean()
 
@@ -49,7 +47,7 @@ class OrganisationFilterArgs(PageArgs):
 class UserSchema(ma.Schema):
     id = ma.fields.Integer(dump_only=True)
     email = ma.fields.Email(required=True, validate=ma.validate.Length(max=254))
-    name = ma.fields.String(required=True, validate=[ma.validate.Length(1, 200), _no_breaks])
+    name = ma.fields.String(required=True, validate=[ma.validate.Length(1, 200), single_line])
     role = ma.fields.String(required=True, validate=ma.validate.OneOf([r.value for r in Role]))
     organisation = ma.fields.String(
         attribute="organisation_slug",
@@ -64,7 +62,7 @@ class UserSchema(ma.Schema):
 
 class UserUpdateSchema(UserSchema):
     email = ma.fields.Email(dump_only=True)
-    name = ma.fields.String(validate=[ma.validate.Length(1, 200), _no_breaks])
+    name = ma.fields.String(validate=[ma.validate.Length(1, 200), single_line])
     role = ma.fields.String(validate=ma.validate.OneOf([r.value for r in Role]))
     active = ma.fields.Boolean()
 

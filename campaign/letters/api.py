@@ -23,14 +23,13 @@ from campaign.db import utcnow
 from campaign.extensions import db
 from campaign.letters import services
 from campaign.letters.models import UN_LANGUAGES, Letter, LetterStatus, Meeting, Revision
-from campaign.restapi import PREFIX, PageArgs, api_roles, documents, page_of, paginate, problem
+from campaign.restapi import PREFIX, PageArgs, api_roles, documents, page_of, paginate, problem, single_line
 from campaign.signatures import services as signatures
 
 blp = Blueprint("letters_api", __name__, url_prefix=PREFIX, description="Letters, revisions and meetings")
 
 STAFF = ("coordinator", "admin")
 _SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
-_no_breaks = ma.validate.Regexp(r"^[^\r\n]*$", error="Must be a single line.")
 _slug = [ma.validate.Length(1, 80), ma.validate.Regexp(_SLUG, error="Lowercase letters, digits and hyphens.")]
 _language = ma.validate.OneOf(list(UN_LANGUAGES))
 _status = ma.validate.OneOf([s.value for s in LetterStatus])
@@ -62,8 +61,8 @@ _LOCAL_TIME = {
 
 class MeetingSchema(ma.Schema):
     id = ma.fields.Integer(dump_only=True)
-    title = ma.fields.String(required=True, validate=[ma.validate.Length(1, 300), _no_breaks, _no_nul])
-    location = ma.fields.String(load_default="", validate=[ma.validate.Length(max=300), _no_breaks, _no_nul])
+    title = ma.fields.String(required=True, validate=[ma.validate.Length(1, 300), single_line])
+    location = ma.fields.String(load_default="", validate=[ma.validate.Length(max=300), single_line])
     starts_at_local = ma.fields.NaiveDateTime(
         required=True,
         validate=_sane_time,
@@ -111,11 +110,11 @@ class LetterSchema(ma.Schema):
 
 
 class _LetterInput(ma.Schema):
-    title = ma.fields.String(validate=[ma.validate.Length(1, 300), _no_breaks, _no_nul])
+    title = ma.fields.String(validate=[ma.validate.Length(1, 300), single_line])
     addressee = ma.fields.String(validate=[ma.validate.Length(max=2_000), _no_nul])
     body_markdown = ma.fields.String(validate=[ma.validate.Length(1, services.MAX_BODY), _no_nul])
     note = ma.fields.String(
-        validate=[ma.validate.Length(max=500), _no_breaks, _no_nul], metadata={"description": "Revision note"}
+        validate=[ma.validate.Length(max=500), single_line], metadata={"description": "Revision note"}
     )
     signature_deadline = ma.fields.AwareDateTime(allow_none=True, validate=_sane_time)
     embargo_until = ma.fields.AwareDateTime(allow_none=True, validate=_sane_time)
@@ -124,7 +123,7 @@ class _LetterInput(ma.Schema):
 
 
 class LetterCreateSchema(_LetterInput):
-    title = ma.fields.String(required=True, validate=[ma.validate.Length(1, 300), _no_breaks, _no_nul])
+    title = ma.fields.String(required=True, validate=[ma.validate.Length(1, 300), single_line])
     body_markdown = ma.fields.String(required=True, validate=[ma.validate.Length(1, services.MAX_BODY), _no_nul])
     slug = ma.fields.String(validate=_slug, metadata={"description": "Made from the title when not given"})
     language = ma.fields.String(load_default="en", validate=_language)

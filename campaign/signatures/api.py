@@ -21,14 +21,13 @@ from campaign.auth.services import country_name
 from campaign.extensions import db
 from campaign.letters import services as letter_services
 from campaign.letters.models import Letter
-from campaign.restapi import PREFIX, PageArgs, api_roles, documents, page_of, paginate, problem, refused
+from campaign.restapi import PREFIX, PageArgs, api_roles, documents, page_of, paginate, problem, refused, single_line
 from campaign.signatures import moderation, services
 from campaign.signatures.models import Signature, SignatureStatus
 
 blp = Blueprint("signatures_api", __name__, url_prefix=PREFIX, description="Signatures of letters")
 
 STAFF = ("coordinator", "admin")
-_one_line = ma.validate.Regexp(r"^[^\x00-\x1f\x7f]*$", error="Must be a single line.")
 
 
 class SignatureEventSchema(ma.Schema):
@@ -73,8 +72,8 @@ class SignatureFilterArgs(PageArgs):
 
 
 class SignSchema(ma.Schema):
-    signer_name = ma.fields.String(required=True, validate=[ma.validate.Length(1, 200), _one_line])
-    signer_title = ma.fields.String(load_default="", validate=[ma.validate.Length(max=200), _one_line])
+    signer_name = ma.fields.String(required=True, validate=[ma.validate.Length(1, 200), single_line])
+    signer_title = ma.fields.String(load_default="", validate=[ma.validate.Length(max=200), single_line])
 
 
 class RejectSchema(ma.Schema):

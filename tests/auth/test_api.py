@@ -258,3 +258,14 @@ def test_patch_moves_a_member_to_another_organisation(app, client, admin, member
     response = client.patch(f"/api/v1/users/{member.id}", headers=bearer(token_for(admin)), json={"organisation": slug})
     assert response.status_code == 200, response.get_data(as_text=True)
     assert response.get_json()["organisation"] == slug
+
+
+@pytest.mark.parametrize("name", ["Ada\x00", "Ada\tLovelace", "Ada\r\nBcc: x@y"])
+def test_names_with_control_characters_are_refused(client, admin, token_for, name):
+    """PostgreSQL stores no NUL (it was a 500), and CR and LF reach mail headers."""
+    headers = bearer(token_for(admin))
+    user = client.post("/api/v1/users", headers=headers, json={"email": "u@example.org", "name": name, "role": "admin"})
+    organisation = client.post("/api/v1/organisations", headers=headers, json={"name": name, "country": "FR"})
+    for answer in (user, organisation):
+        assert answer.status_code == 422
+        assert answer.get_json()["errors"]["json"]["name"] == ["Must be a single line."]
